@@ -1,0 +1,265 @@
+"""FastAPI dependencies: the user, their entitlements, credits and notifications.
+
+Each dependency is a stable module-level callable, so ``app.dependency_overrides``
+can replace it in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+
+from aldero_fastapi.auth import AuthenticatedUser
+from aldero_fastapi.credits import CreditSession
+from aldero_fastapi.errors import (
+    AlderoTransportError,
+    ConflictError,
+    RateLimitedError,
+    ServerError,
+)
+from aldero_fastapi.http_errors import AlderoHTTPException
+from aldero_fastapi.models import Entitlements
+from aldero_fastapi.notify import NotificationSender
+from aldero_fastapi.resolvers import bearer_token_user, coerce_user
+
+if TYPE_CHECKING:
+    from aldero_fastapi.plugin import Aldero
+
+__all__ = [
+    "CreditCharge",
+    "Credits",
+    "CurrentUser",
+    "FeatureRequirement",
+    "Notifier",
+    "UserEntitlements",
+    "credit_session",
+    "current_user",
+    "deduct_credits",
+    "get_aldero",
+    "notification_sender",
+    "require_feature",
+    "resolve_user",
+    "user_entitlements",
+]
+
+logger = logging.getLogger("aldero_fastapi.dependencies")
+
+# Seconds a client is asked to wait when the billing service is unavailable.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+async def get_aldero(request: Request) -> Aldero:
+    """
+    Return the app's started ``Aldero`` instance.
+
+    Raises:
+        AlderoHTTPException: 503 when the lifespan has not started it.
+    """
+    aldero: Aldero | None = getattr(request.app.state, "aldero", None)
+    if aldero is None or not aldero.started:
+        logger.error(
+            "Aldero is not started for this app; pass lifespan=aldero.lifespan to FastAPI()"
+        )
+        raise AlderoHTTPException(503, "Aldero integration is not started")
+    return aldero
+
+
+AlderoDependency = Annotated["Aldero", Depends(get_aldero)]
+
+
+async def resolve_user(
+    user: Annotated[AuthenticatedUser, Depends(bearer_token_user)],
+) -> AuthenticatedUser | str | None:
+    """
+    Return the user of the request; ``Aldero(user_resolver=...)`` replaces this dependency.
+    """
+    return user
+
+
+async def current_user(
+    _aldero: AlderoDependency,
+    resolved: Annotated[AuthenticatedUser | str | None, Depends(resolve_user)],
+) -> AuthenticatedUser:
+    """Return the authenticated user, or answer 401 when the resolver found none."""
+    # The Aldero dependency comes first so that an app whose lifespan never ran
+    # answers "not started" instead of an authentication error.
+    return coerce_user(resolved)
+
+
+CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
+
+
+async def user_entitlements(user: CurrentUser, aldero: AlderoDependency) -> Entitlements:
+    """
+    Return the current user's entitlements from the cache, fetching them on a miss.
+
+    Raises:
+        AlderoHTTPException: 503 with ``Retry-After`` when billing cannot be reached and
+            no stale entitlements may be served.
+    """
+    try:
+        return await aldero.entitlements.get(user.id)
+    except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
+        retry_after = _retry_after(error)
+        logger.warning(
+            "Entitlements of user %s are unavailable (%s); answering 503",
+            user.id,
+            type(error).__name__,
+        )
+        raise AlderoHTTPException(
+            503,
+            "Billing service unavailable",
+            headers={"Retry-After": str(retry_after)},
+        ) from error
+
+
+UserEntitlements = Annotated[Entitlements, Depends(user_entitlements)]
+
+
+class FeatureRequirement:
+    """
+    A dependency that answers 403 unless the current user has ``feature``.
+
+    Two requirements of the same feature and message compare equal, so an override
+    registered for ``require_feature("x")`` applies to every route that requires it.
+    """
+
+    def __init__(self, feature: str, message: str | None = None) -> None:
+        self.feature = feature
+        self.message = message or f"Feature {feature!r} required"
+
+    async def __call__(self, entitlements: UserEntitlements) -> Entitlements:
+        if entitlements.has_feature(self.feature):
+            return entitlements
+
+        logger.info("User %s lacks feature %r; answering 403", entitlements.user_id, self.feature)
+        raise AlderoHTTPException(403, self.message, feature=self.feature)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FeatureRequirement):
+            return NotImplemented
+        return (self.feature, self.message) == (other.feature, other.message)
+
+    def __hash__(self) -> int:
+        return hash((FeatureRequirement, self.feature, self.message))
+
+    def __repr__(self) -> str:
+        return f"require_feature({self.feature!r})"
+
+
+def require_feature(feature: str, *, message: str | None = None) -> FeatureRequirement:
+    """
+    Return a dependency that answers 403 ``{"error": message, "feature": feature}``
+    unless the current user is entitled to ``feature``.
+    """
+    return FeatureRequirement(feature, message)
+
+
+async def credit_session(
+    request: Request, user: CurrentUser, aldero: AlderoDependency
+) -> AsyncIterator[CreditSession]:
+    """
+    Yield the request's credit session and refund its deductions if the handler raises.
+
+    The handler's exception, including ``HTTPException`` and cancellation, is re-raised
+    after the refunds, so the client still receives the handler's own response.
+    """
+    session = CreditSession(
+        aldero.billing,
+        aldero.refunds,
+        user_id=user.id,
+        idempotency_scope=_idempotency_scope(request),
+        on_balance=aldero.entitlements.update_credits,
+    )
+    try:
+        yield session
+    except BaseException as error:
+        await session.refund_all(f"the request failed with {type(error).__name__}")
+        raise
+
+
+Credits = Annotated[CreditSession, Depends(credit_session)]
+
+
+class CreditCharge:
+    """
+    A dependency that deducts credits before the handler runs.
+
+    ``amount`` is a number of credits or a function of the request that returns one,
+    for example a page count read from a header or a path parameter.
+    """
+
+    def __init__(
+        self,
+        amount: int | Callable[[Request], int | Awaitable[int]],
+        description: str,
+    ) -> None:
+        self.amount = amount
+        self.description = description
+
+    async def __call__(self, request: Request, credits: Credits) -> CreditSession:
+        amount = self.amount
+        if callable(amount):
+            computed = amount(request)
+            amount = await computed if isinstance(computed, Awaitable) else computed
+
+        await credits.deduct(amount, self.description)
+        return credits
+
+
+def deduct_credits(
+    amount: int | Callable[[Request], int | Awaitable[int]], description: str
+) -> CreditCharge:
+    """
+    Return a dependency that deducts ``amount`` credits before the handler runs.
+
+    A short balance answers 402 and the handler does not run; a handler that then
+    raises gets the credits refunded like any deduction of ``Credits``.
+    """
+    return CreditCharge(amount, description)
+
+
+async def notification_sender(
+    aldero: AlderoDependency,
+) -> AsyncIterator[NotificationSender]:
+    """
+    Yield the request's notification sender and start its queued sends if the handler succeeded.
+    """
+    send_call = aldero.notifications.send if aldero.notifications is not None else None
+    sender = NotificationSender(send_call=send_call, background=aldero.background_sends)
+    try:
+        yield sender
+    except BaseException:
+        sender.discard()
+        raise
+    sender.flush()
+
+
+Notifier = Annotated[NotificationSender, Depends(notification_sender)]
+
+
+def _idempotency_scope(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise AlderoHTTPException(
+            422,
+            "Invalid Idempotency-Key header",
+            reason=f"the key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters, "
+            "for example a UUID generated once per logical request",
+        )
+    # The route is part of the scope, so one key reused on two routes charges both.
+    return f"{request.method} {request.url.path} {key}"
+
+
+def _retry_after(error: Any) -> int:
+    seconds = getattr(error, "retry_after", None)
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        return max(1, round(seconds))
+    return UNAVAILABLE_RETRY_AFTER_SECONDS

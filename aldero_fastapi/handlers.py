@@ -1,0 +1,143 @@
+"""Exception handlers and request id propagation that ``Aldero.install`` adds to an app."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aldero_fastapi.errors import (
+    AlderoAPIError,
+    AlderoError,
+    AlderoTransportError,
+    ConfigurationError,
+    ConflictError,
+    ForbiddenError,
+    InsufficientCreditsError,
+    RateLimitedError,
+    ServerError,
+    UnauthorizedError,
+)
+from aldero_fastapi.http_errors import AlderoHTTPException
+from aldero_fastapi.request_context import current_request_id
+
+__all__ = ["RequestIdMiddleware", "install_exception_handlers", "install_request_id"]
+
+logger = logging.getLogger("aldero_fastapi.handlers")
+
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+MAX_REQUEST_ID_LENGTH = 128
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Turn the plugin's errors into JSON responses instead of 500s with a trace."""
+    app.add_exception_handler(AlderoHTTPException, _http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # type: ignore[arg-type]
+    app.add_exception_handler(AlderoError, _aldero_error)  # type: ignore[arg-type]
+
+
+def install_request_id(app: FastAPI) -> None:
+    """Carry the incoming ``X-Request-Id`` header to every upstream call of the request."""
+    installed: list[object] = [middleware.cls for middleware in app.user_middleware]
+    if RequestIdMiddleware not in installed:
+        app.add_middleware(RequestIdMiddleware)
+
+
+class RequestIdMiddleware:
+    """
+    Pure ASGI middleware that stores the request's ``X-Request-Id`` in a context variable.
+
+    Only a printable id of at most 128 characters is propagated; anything else is
+    ignored and the client generates its own id per call.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _request_id(scope)
+        if request_id is None:
+            await self.app(scope, receive, send)
+            return
+
+        token = current_request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_request_id.reset(token)
+
+
+def _request_id(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isprintable():
+                return text
+            return None
+    return None
+
+
+async def _http_exception(_request: Request, error: AlderoHTTPException) -> JSONResponse:
+    return JSONResponse(error.body, status_code=error.status_code, headers=error.headers)
+
+
+async def _insufficient_credits(request: Request, error: InsufficientCreditsError) -> JSONResponse:
+    logger.info(
+        "Insufficient credits for %s %s: user %s has %d, needs %d",
+        request.method,
+        request.url.path,
+        error.user_id,
+        error.balance,
+        error.required,
+    )
+    return JSONResponse(
+        {"error": "Insufficient credits", "balance": error.balance, "required": error.required},
+        status_code=402,
+    )
+
+
+async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
+    if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
+        retry_after = getattr(error, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_SECONDS
+        logger.warning(
+            "Aldero unavailable during %s %s (%s, request %s); answering 503",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+            error.request_id,
+        )
+        return JSONResponse(
+            {"error": "Aldero service unavailable"},
+            status_code=503,
+            headers={"Retry-After": str(max(1, round(retry_after)))},
+        )
+
+    if isinstance(error, (UnauthorizedError, ForbiddenError, ConfigurationError)):
+        logger.error(
+            "Aldero rejected this app's configuration during %s %s: %s",
+            request.method,
+            request.url.path,
+            error.message,
+        )
+        return JSONResponse({"error": "Aldero integration is misconfigured"}, status_code=503)
+
+    status = error.status_code if isinstance(error, AlderoAPIError) else None
+    logger.error(
+        "Aldero request failed during %s %s with %s %s: %s",
+        request.method,
+        request.url.path,
+        status,
+        error.code,
+        error.message,
+    )
+    return JSONResponse(
+        {"error": "Aldero request failed", "code": error.code, "message": error.message},
+        status_code=502,
+    )

@@ -1,0 +1,167 @@
+"""Helpers and pytest fixtures for testing apps that use aldero_fastapi.
+
+Enable the fixtures in a ``conftest.py`` with ``pytest_plugins = ["aldero_fastapi.testing"]``:
+
+- ``aldero_emulator``: the emulator as a real server on a free loopback port, reset
+  for each test;
+- ``aldero_settings``: settings that point at that server, with an HS256 secret for
+  ``make_token``.
+
+Outside pytest, ``override_user`` replaces the authenticated user of an app, and
+``AppServer`` serves any ASGI app on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from aldero_fastapi.dependencies import current_user
+from aldero_fastapi.emulator import (
+    DEFAULT_BILLING_KEY,
+    DEFAULT_NOTIFICATION_KEY,
+    EmulatorConfig,
+    EmulatorServer,
+)
+from aldero_fastapi.resolvers import user_override
+from aldero_fastapi.settings import AlderoSettings
+
+__all__ = [
+    "TEST_JWT_SECRET",
+    "AppServer",
+    "aldero_emulator",
+    "aldero_settings",
+    "emulator_settings",
+    "lifespan_client",
+    "make_token",
+    "override_user",
+]
+
+# Only for tests: tokens signed with it are accepted by ``aldero_settings``.
+TEST_JWT_SECRET = "aldero-fastapi-test-secret-not-for-production"
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+def override_user(app: FastAPI, user_id: str, claims: dict[str, Any] | None = None) -> None:
+    """Make every ``CurrentUser`` of ``app`` resolve to ``user_id``, without a token."""
+    app.dependency_overrides[current_user] = user_override(user_id, claims)
+
+
+def make_token(
+    user_id: str,
+    *,
+    secret: str = TEST_JWT_SECRET,
+    lifetime_seconds: int = 3600,
+    **claims: Any,
+) -> str:
+    """Return an HS256 token for ``user_id`` that expires in ``lifetime_seconds``."""
+    now = int(time.time())
+    payload = {"sub": user_id, "iat": now, "exp": now + lifetime_seconds, **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def emulator_settings(server: EmulatorServer, **overrides: Any) -> AlderoSettings:
+    """
+    Return settings for a running emulator, ignoring the environment and ``.env``.
+
+    Retries wait no time by default, so fault tests run fast.
+    """
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "billing_api_key": DEFAULT_BILLING_KEY,
+        "notification_api_key": DEFAULT_NOTIFICATION_KEY,
+        "auth_jwt_secret": TEST_JWT_SECRET,
+        "retry_backoff_seconds": 0.0,
+        "refund_backoff_seconds": 0.0,
+        **overrides,
+    }
+    # model_validate skips the environment sources that the constructor reads.
+    return AlderoSettings.model_validate(values)
+
+
+@asynccontextmanager
+async def lifespan_client(
+    app: FastAPI, *, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and yield a client that calls the app in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+class AppServer:
+    """
+    An ASGI app served by uvicorn on a free loopback port, in a background thread.
+
+    Usable as a context manager; ``url`` is the root URL once started.
+    """
+
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1") -> None:
+        self._config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(self._config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.url = ""
+
+    def start(self) -> AppServer:
+        """Start the server and wait until it accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app server did not start; see its log output above")
+            time.sleep(0.01)
+
+        socket = self._server.servers[0].sockets[0]
+        host, port = socket.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        """Ask the server to exit and wait for its thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout=STARTUP_TIMEOUT_SECONDS)
+
+    def __enter__(self) -> AppServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> AppServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+@pytest.fixture(scope="session")
+def _aldero_emulator_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig()) as server:
+        yield server
+
+
+@pytest.fixture
+def aldero_emulator(_aldero_emulator_server: EmulatorServer) -> EmulatorServer:
+    """The emulator as a real server on a free loopback port, reset to its seed data."""
+    response = httpx.post(f"{_aldero_emulator_server.admin_url}/reset", timeout=10)
+    response.raise_for_status()
+    return _aldero_emulator_server
+
+
+@pytest.fixture
+def aldero_settings(aldero_emulator: EmulatorServer) -> AlderoSettings:
+    """Settings that point at ``aldero_emulator`` and accept tokens from ``make_token``."""
+    return emulator_settings(aldero_emulator)

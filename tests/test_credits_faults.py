@@ -1,0 +1,137 @@
+"""Deductions and refunds under faults injected into the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from aldero_fastapi.emulator import EmulatorServer
+from aldero_fastapi.testing import emulator_settings, lifespan_client, make_token
+from tests.plugin_apps import (
+    add_fault,
+    auth,
+    build_app,
+    emulator_user,
+    ledger,
+    served_requests,
+)
+
+ALICE = auth(make_token("alice"))
+CREDITS_PATH = "/billing/users/alice/credits"
+
+
+async def _fail_after_deduction(
+    app: FastAPI, client: httpx.AsyncClient, server: EmulatorServer, **fault: object
+) -> httpx.Response:
+    """Deduct 4 credits, add ``fault`` before the handler fails, return the response."""
+    request = asyncio.create_task(client.post("/charge-wait-then-fail", headers=ALICE))
+    await asyncio.wait_for(app.state.deducted.wait(), timeout=10)
+    await add_fault(server, method="POST", path="/billing/users/*/credits", **fault)
+    app.state.release.set()
+    return await request
+
+
+async def test_refund_after_two_503s_lands_once(aldero_emulator: EmulatorServer) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
+
+    async with lifespan_client(app) as client:
+        response = await _fail_after_deduction(
+            app, client, aldero_emulator, action="status", status=503, count=2
+        )
+
+    assert response.status_code == 502
+    refunds = [row for row in await ledger(aldero_emulator, "alice") if row["type"] == "refund"]
+    assert [row["amount"] for row in refunds] == [4]
+    posts = await served_requests(aldero_emulator, method="POST", path=CREDITS_PATH)
+    assert [entry["status"] for entry in posts] == [200, 503, 503, 200]
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 10
+    assert aldero.refunds.succeeded == 1
+    assert aldero.refunds.failed == 0
+
+
+async def test_refund_retried_in_background(aldero_emulator: EmulatorServer) -> None:
+    settings = emulator_settings(aldero_emulator, max_retries=1, refund_max_attempts=3)
+    app, aldero = build_app(settings)
+
+    async with lifespan_client(app) as client:
+        response = await _fail_after_deduction(
+            app, client, aldero_emulator, action="status", status=503, count=3
+        )
+        # Both calls of the request's own attempt fail; the queue's attempt meets
+        # the last 503 and its retry lands.
+        await aldero.refunds.drain(timeout=10)
+
+    assert response.status_code == 502
+    refunds = [row for row in await ledger(aldero_emulator, "alice") if row["type"] == "refund"]
+    assert len(refunds) == 1
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 10
+    assert aldero.refunds.succeeded == 1
+
+
+async def test_refund_failing_for_good_is_logged(
+    aldero_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = emulator_settings(aldero_emulator, max_retries=0, refund_max_attempts=2)
+    app, aldero = build_app(settings)
+    caplog.set_level(logging.INFO, logger="aldero_fastapi")
+
+    async with lifespan_client(app) as client:
+        response = await _fail_after_deduction(
+            app, client, aldero_emulator, action="status", status=503
+        )
+        await aldero.refunds.drain(timeout=10)
+
+    assert response.status_code == 502
+    assert aldero.refunds.failed == 1
+    errors = [
+        record
+        for record in caplog.records
+        if record.levelno == logging.ERROR and record.name == "aldero_fastapi.refunds"
+    ]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert "user alice" in message
+    assert "4 credits" in message
+    deduction = (await ledger(aldero_emulator, "alice"))[0]
+    assert deduction["referenceId"] in message
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 6
+
+
+async def test_dropped_deduction_is_retried_once(aldero_emulator: EmulatorServer) -> None:
+    app, _ = build_app(emulator_settings(aldero_emulator))
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="commit_then_drop",
+        count=1,
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge/3", headers=ALICE)
+
+    assert response.status_code == 200
+    assert response.json()["balance"] == 7
+    rows = await ledger(aldero_emulator, "alice")
+    matching = [row for row in rows if row["referenceId"] == response.json()["referenceId"]]
+    assert len(matching) == 1
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 7
+
+
+async def test_billing_outage_answers_503(aldero_emulator: EmulatorServer) -> None:
+    app, _ = build_app(emulator_settings(aldero_emulator, max_retries=1))
+    await add_fault(
+        aldero_emulator, method="POST", path="/billing/users/*/credits", action="status", status=503
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge/3", headers=ALICE)
+
+    assert response.status_code == 503
+    assert response.json() == {"error": "Aldero service unavailable"}
+    assert response.headers["retry-after"] == "5"
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 10
