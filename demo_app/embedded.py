@@ -1,0 +1,109 @@
+"""The embedded emulator that the demo runs on when no Aldero tenant is configured."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aldero_fastapi.emulator import (
+    DEFAULT_BILLING_KEY,
+    DEFAULT_NOTIFICATION_KEY,
+    DEFAULT_TENANT,
+    EmulatorConfig,
+    create_app,
+)
+from aldero_fastapi.settings import AlderoSettings
+
+logger = logging.getLogger("demo_app.embedded")
+
+# The emulator is reached in-process through this host name; nothing resolves it.
+EMULATOR_ORIGIN = "http://aldero-emulator"
+DATABASE_NAME = "emulator.sqlite3"
+TOKEN_SECRET_NAME = "demo-jwt-secret"
+
+
+@dataclass
+class EmbeddedEmulator:
+    """The emulator app, its state directory and the settings that point the demo at it."""
+
+    app: ASGIApp
+    settings: AlderoSettings
+    database_path: Path
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """Return a transport that sends the client's requests straight into the emulator app."""
+        return httpx.ASGITransport(app=self.app)
+
+
+def start_embedded_emulator(settings: AlderoSettings, state_dir: Path) -> EmbeddedEmulator:
+    """
+    Create the emulator on a SQLite file under ``state_dir`` and settings that use it.
+
+    The token secret is ``ALDERO_AUTH_JWT_SECRET`` when set, else one generated once and
+    kept in ``state_dir`` so that demo tokens survive a restart.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    database_path = state_dir / DATABASE_NAME
+    app = create_app(EmulatorConfig(db_path=str(database_path)))
+
+    update: dict[str, object] = {
+        "base_url": f"{EMULATOR_ORIGIN}/v1/tenants/{DEFAULT_TENANT}",
+        "billing_api_key": DEFAULT_BILLING_KEY,
+        "notification_api_key": DEFAULT_NOTIFICATION_KEY,
+    }
+    if settings.auth_jwt_secret is None and settings.auth_jwks_url is None:
+        update["auth_jwt_secret"] = _token_secret(state_dir)
+    emulator_settings = AlderoSettings.model_validate({**settings.model_dump(), **update})
+
+    logger.warning(
+        "Running on the embedded Aldero EMULATOR, not a real tenant: state in %s; "
+        "demo users alice (pro_features, 10 credits), bob (3 credits), carol (0 credits, "
+        "a pro_monthly purchase to sync), dave (5 credits); emulator admin at /aldero/_emulator",
+        database_path,
+    )
+    return EmbeddedEmulator(app=app, settings=emulator_settings, database_path=database_path)
+
+
+def _token_secret(state_dir: Path) -> str:
+    path = state_dir / TOKEN_SECRET_NAME
+    if path.exists():
+        return path.read_text().strip()
+
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+class EmulatorMount:
+    """
+    ASGI app mounted at ``/aldero`` that forwards to the emulator once it is started.
+
+    The mount exists from import time, but whether the emulator runs is only known when
+    the lifespan reads the settings; until then, and with a real tenant, it answers 404.
+    """
+
+    def __init__(self) -> None:
+        self.target: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.target is not None:
+            await self.target(scope, receive, send)
+            return
+
+        if scope["type"] != "http":
+            return
+        body = b'{"error":"The emulator is off because a real Aldero tenant is configured"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 404,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
