@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import httpx
+
 DEFAULT_TENANT = "myapp"
 DEFAULT_BILLING_KEY = "bil_emulator_key"
 DEFAULT_NOTIFICATION_KEY = "ntf_emulator_key"
@@ -32,6 +34,10 @@ class EmulatorConfig:
     webhook_secret: str | None = field(default=None, repr=False)
     load_seed_if_empty: bool = True
     fault_seed: int | None = None
+    # Delivers webhooks in-process, for example to the app that embeds the emulator.
+    webhook_transport: httpx.AsyncBaseTransport | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         validate_tenant("tenant", self.tenant)

@@ -27,7 +27,9 @@ class EmulatorState:
         self.store = EmulatorStore(config.db_path)
         self.faults = FaultRegistry(random.Random(config.fault_seed))
         self.requests = RequestLog()
-        self.webhooks = WebhookSender(config.webhook_url, config.webhook_secret)
+        self.webhooks = WebhookSender(
+            config.webhook_url, config.webhook_secret, transport=config.webhook_transport
+        )
 
         with self.store.transaction() as tx:
             if config.load_seed_if_empty and not tx.has_data():
@@ -38,16 +40,21 @@ class EmulatorState:
         """Restore the seed and forget faults, logged requests and webhook deliveries.
 
         Notifications and idempotency records are database rows, so they go with the rest.
-        The fault probability draws restart from ``fault_seed``.
+        The fault probability draws restart from ``fault_seed``. Every user that existed
+        before or after the reset gets both webhook events, so that caches drop them.
         """
         with self.store.transaction() as tx:
+            users_before = tx.list_user_ids()
             tx.delete_everything()
             write_seed(tx, self.seed)
+            users_after = tx.list_user_ids()
 
         self.faults.clear()
         self.faults.reseed(self.config.fault_seed)
         self.requests.clear()
         self.webhooks.clear()
+        for user_id in sorted(set(users_before) | set(users_after)):
+            self.webhooks.send_user_events(user_id, entitlements=True, credits=True)
         logger.info("Reset the emulator to its seed")
 
     async def aclose(self) -> None:

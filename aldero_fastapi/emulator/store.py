@@ -365,6 +365,9 @@ class StoreTransaction:
 
     # Whole database
 
+    def list_user_ids(self) -> list[str]:
+        return [row["user_id"] for row in self._all("SELECT user_id FROM users ORDER BY user_id")]
+
     def has_data(self) -> bool:
         row = self._one(
             "SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM products) "

@@ -57,9 +57,16 @@ class WebhookSender:
     and belongs to the event loop that created it, so a call from another loop replaces it.
     """
 
-    def __init__(self, url: str | None, secret: str | None) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        secret: str | None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._url = url
         self._secret = secret
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._deliveries: list[WebhookDelivery] = []
@@ -140,7 +147,7 @@ class WebhookSender:
     def _http_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
+            self._client = httpx.AsyncClient(transport=self._transport, timeout=TIMEOUT_SECONDS)
             self._client_loop = loop
         return self._client
 

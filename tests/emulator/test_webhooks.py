@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from aldero_fastapi.emulator import EmulatorConfig, EmulatorServer
+from aldero_fastapi.emulator import EmulatorConfig, EmulatorServer, create_app
 from aldero_fastapi.emulator.server import BackgroundServer
 from aldero_fastapi.emulator.webhooks import sign_payload
 
@@ -253,3 +253,35 @@ def test_sign_payload_matches_hmac() -> None:
     expected = hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()
 
     assert sign_payload("secret", 1700000000, b"{}") == expected
+
+
+async def test_reset_notifies_every_user() -> None:
+    receiver = Receiver()
+    config = EmulatorConfig(
+        webhook_url="http://receiver/hooks",
+        webhook_secret=SECRET,
+        webhook_transport=httpx.ASGITransport(app=receiver),
+    )
+    app = create_app(config)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://e"
+    ) as client:
+        await client.put("/_emulator/users/erin", json={"credits": 2})
+        receiver.received.clear()
+        response = await client.post("/_emulator/reset")
+        await _wait_for_events(receiver, 10)
+
+    assert response.status_code == 200
+    events = {(event["data"]["userId"], event["type"]) for event in receiver.events()}
+    users = {"alice", "bob", "carol", "dave", "erin"}
+    assert events == {
+        (user, kind) for user in users for kind in ("entitlements.updated", "credits.updated")
+    }
+
+
+async def _wait_for_events(receiver: Receiver, count: int) -> None:
+    for _ in range(200):
+        if len(receiver.received) >= count:
+            return
+        await asyncio.sleep(0.01)
