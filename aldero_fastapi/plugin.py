@@ -105,11 +105,14 @@ class Aldero:
 
     def install(self, app: FastAPI) -> None:
         """Add the exception handlers, the request id middleware and the user resolver."""
+        from aldero_fastapi.dependencies import current_user
         from aldero_fastapi.handlers import install_exception_handlers, install_request_id
+        from aldero_fastapi.openapi import install_openapi_security
 
         app.state.aldero = self
         install_exception_handlers(app)
         install_request_id(app)
+        install_openapi_security(app, current_user)
         self._install_user_resolver(app)
 
     @asynccontextmanager
@@ -232,17 +235,20 @@ class Aldero:
         )
         return result
 
-    def webhook_router(self, path: str = "/aldero/webhooks") -> APIRouter:
+    def webhook_router(self, path: str = "/webhooks/aldero") -> APIRouter:
         """Return a router with the webhook endpoint at ``path``; include it in the app."""
         from aldero_fastapi.webhook_route import build_webhook_router
 
         return build_webhook_router(path)
 
     def _install_user_resolver(self, app: FastAPI) -> None:
-        from aldero_fastapi.dependencies import resolve_user
+        from aldero_fastapi.dependencies import current_user
+        from aldero_fastapi.resolvers import coercing_resolver
 
-        if self.user_resolver is not None:
-            app.dependency_overrides[resolve_user] = self.user_resolver
+        if self.user_resolver is None:
+            return
+        # setdefault keeps an override a test installed before the lifespan started.
+        app.dependency_overrides.setdefault(current_user, coercing_resolver(self.user_resolver))
 
     def _token_verifier(self, settings: AlderoSettings) -> TokenVerifier | None:
         from aldero_fastapi.auth import TokenVerifier

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ logger = logging.getLogger("demo_app.embedded")
 EMULATOR_ORIGIN = "http://aldero-emulator"
 DATABASE_NAME = "emulator.sqlite3"
 TOKEN_SECRET_NAME = "demo-jwt-secret"
+WEBHOOK_SECRET_NAME = "demo-webhook-secret"
+# The demo receives the emulator's webhooks in-process under this host name.
+DEMO_ORIGIN = "http://demo-app"
 
 
 @dataclass
@@ -40,16 +44,19 @@ class EmbeddedEmulator:
         return httpx.ASGITransport(app=self.app)
 
 
-def start_embedded_emulator(settings: AlderoSettings, state_dir: Path) -> EmbeddedEmulator:
+def start_embedded_emulator(
+    settings: AlderoSettings, state_dir: Path, demo_app: ASGIApp, webhook_path: str
+) -> EmbeddedEmulator:
     """
     Create the emulator on a SQLite file under ``state_dir`` and settings that use it.
 
-    The token secret is ``ALDERO_AUTH_JWT_SECRET`` when set, else one generated once and
-    kept in ``state_dir`` so that demo tokens survive a restart.
+    Secrets come from the environment when set, else they are generated once and kept
+    in ``state_dir``, so that demo tokens survive a restart. The emulator sends its
+    webhooks straight into ``demo_app`` at ``webhook_path``, so that changes made
+    through the admin routes reach the demo's cache at once.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     database_path = state_dir / DATABASE_NAME
-    app = create_app(EmulatorConfig(db_path=str(database_path)))
 
     update: dict[str, object] = {
         "base_url": f"{EMULATOR_ORIGIN}/v1/tenants/{DEFAULT_TENANT}",
@@ -57,7 +64,22 @@ def start_embedded_emulator(settings: AlderoSettings, state_dir: Path) -> Embedd
         "notification_api_key": DEFAULT_NOTIFICATION_KEY,
     }
     if settings.auth_jwt_secret is None and settings.auth_jwks_url is None:
-        update["auth_jwt_secret"] = _token_secret(state_dir)
+        update["auth_jwt_secret"] = _stored_secret(state_dir / TOKEN_SECRET_NAME)
+    webhook_secret = (
+        settings.webhook_secret.get_secret_value()
+        if settings.webhook_secret is not None
+        else _stored_secret(state_dir / WEBHOOK_SECRET_NAME)
+    )
+    update["webhook_secret"] = webhook_secret
+
+    app = create_app(
+        EmulatorConfig(
+            db_path=str(database_path),
+            webhook_url=f"{DEMO_ORIGIN}{webhook_path}",
+            webhook_secret=webhook_secret,
+            webhook_transport=httpx.ASGITransport(app=demo_app),
+        )
+    )
     emulator_settings = AlderoSettings.model_validate({**settings.model_dump(), **update})
 
     logger.warning(
@@ -69,14 +91,15 @@ def start_embedded_emulator(settings: AlderoSettings, state_dir: Path) -> Embedd
     return EmbeddedEmulator(app=app, settings=emulator_settings, database_path=database_path)
 
 
-def _token_secret(state_dir: Path) -> str:
-    path = state_dir / TOKEN_SECRET_NAME
+def _stored_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
 
     secret = secrets.token_urlsafe(48)
-    path.write_text(secret)
-    path.chmod(0o600)
+    # Created readable by the owner only, before the secret is written.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret)
     return secret
 
 

@@ -20,6 +20,8 @@ from demo_app.routes import router
 
 logger = logging.getLogger("demo_app")
 
+WEBHOOK_PATH = "/webhooks/aldero"
+
 aldero = Aldero()
 emulator_mount = EmulatorMount()
 
@@ -31,7 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     if settings.uses_emulator:
         state_dir = Path(os.environ.get("DEMO_STATE_DIR", ".aldero"))
-        embedded = start_embedded_emulator(settings, state_dir)
+        embedded = start_embedded_emulator(settings, state_dir, app, WEBHOOK_PATH)
         emulator_mount.target = embedded.app
         aldero.configure(settings=embedded.settings, transport=embedded.transport())
     else:
@@ -46,5 +48,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="aldero_fastapi demo", lifespan=lifespan)
 aldero.install(app)
 app.include_router(router)
-app.include_router(aldero.webhook_router())
+app.include_router(aldero.webhook_router(WEBHOOK_PATH))
 app.mount("/aldero", emulator_mount)

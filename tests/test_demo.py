@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,32 @@ def test_state_survives_restart(demo_env: Path) -> None:
         # The token secret is kept under the state folder, so the old token still works.
         assert client.get("/api/me", headers=alice).json()["credits"] == 6
         assert client.post("/aldero/_emulator/reset").status_code == 200
+        # The reset's webhooks reach the demo's cache without a restart.
+        assert _eventually_credits(client, alice, 10) == 10
+
+
+def test_admin_change_reaches_cache(demo_env: Path) -> None:
+    from demo_app.main import app
 
     with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        alice = _token(client, "alice")
         assert client.get("/api/me", headers=alice).json()["credits"] == 10
+
+        update = client.put("/aldero/_emulator/users/alice", json={"credits": 42})
+
+        assert update.status_code == 200
+        assert _eventually_credits(client, alice, 42) == 42
+
+
+def _eventually_credits(client: httpx.Client, headers: dict[str, str], expected: int) -> Any:
+    # Webhooks are delivered in the background, a few milliseconds after the change.
+    credits = None
+    for _ in range(100):
+        credits = client.get("/api/me", headers=headers).json()["credits"]
+        if credits == expected:
+            return credits
+        time.sleep(0.02)
+    return credits
 
 
 def test_token_route_off_for_real_tenant(demo_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
