@@ -25,7 +25,6 @@ from aldero_fastapi.dependencies import (
     deduct_credits,
     get_aldero,
     require_feature,
-    resolve_user,
     user_entitlements,
 )
 from aldero_fastapi.errors import (
@@ -119,7 +118,6 @@ __all__ = [
     "get_aldero",
     "load_settings",
     "require_feature",
-    "resolve_user",
     "trusted_header_user",
     "user_entitlements",
 ]

@@ -23,7 +23,7 @@ from aldero_fastapi.errors import (
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
-from aldero_fastapi.resolvers import bearer_token_user, coerce_user
+from aldero_fastapi.resolvers import bearer_credentials, bearer_token_user
 
 if TYPE_CHECKING:
     from aldero_fastapi.plugin import Aldero
@@ -39,9 +39,10 @@ __all__ = [
     "current_user",
     "deduct_credits",
     "get_aldero",
+    "load_entitlements",
     "notification_sender",
     "require_feature",
-    "resolve_user",
+    "started_aldero",
     "user_entitlements",
 ]
 
@@ -60,6 +61,13 @@ async def get_aldero(request: Request) -> Aldero:
     Raises:
         AlderoHTTPException: 503 when the lifespan has not started it.
     """
+    return started_aldero(request)
+
+
+def started_aldero(request: Request) -> Aldero:
+    """Return the app's started ``Aldero`` instance, or answer 503 when it is not running."""
+    # A plain function rather than a dependency: every dependency level costs FastAPI a
+    # resolution step on each request, and this runs on every gated request.
     aldero: Aldero | None = getattr(request.app.state, "aldero", None)
     if aldero is None or not aldero.started:
         logger.error(
@@ -69,39 +77,30 @@ async def get_aldero(request: Request) -> Aldero:
     return aldero
 
 
-AlderoDependency = Annotated["Aldero", Depends(get_aldero)]
-
-
-async def resolve_user(
-    user: Annotated[AuthenticatedUser, Depends(bearer_token_user)],
-) -> AuthenticatedUser | str | None:
+async def current_user(request: Request) -> AuthenticatedUser:
     """
-    Return the user of the request; ``Aldero(user_resolver=...)`` replaces this dependency.
+    Return the user of the request's bearer token, or answer 401.
+
+    ``Aldero(user_resolver=...)`` replaces this dependency with the app's own resolver.
     """
-    return user
-
-
-async def current_user(
-    _aldero: AlderoDependency,
-    resolved: Annotated[AuthenticatedUser | str | None, Depends(resolve_user)],
-) -> AuthenticatedUser:
-    """Return the authenticated user, or answer 401 when the resolver found none."""
-    # The Aldero dependency comes first so that an app whose lifespan never ran
-    # answers "not started" instead of an authentication error.
-    return coerce_user(resolved)
+    # The header is parsed here rather than through an HTTPBearer sub-dependency, which
+    # would cost FastAPI one more resolution step on every request; ``install`` adds
+    # the bearer scheme to the OpenAPI schema instead.
+    return await bearer_token_user(request, bearer_credentials(request))
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
 
 
-async def user_entitlements(user: CurrentUser, aldero: AlderoDependency) -> Entitlements:
+async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitlements:
     """
-    Return the current user's entitlements from the cache, fetching them on a miss.
+    Return the user's entitlements from the cache, fetching them on a miss.
 
     Raises:
         AlderoHTTPException: 503 with ``Retry-After`` when billing cannot be reached and
             no stale entitlements may be served.
     """
+    aldero = started_aldero(request)
     try:
         return await aldero.entitlements.get(user.id)
     except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
@@ -116,6 +115,11 @@ async def user_entitlements(user: CurrentUser, aldero: AlderoDependency) -> Enti
             "Billing service unavailable",
             headers={"Retry-After": str(retry_after)},
         ) from error
+
+
+async def user_entitlements(request: Request, user: CurrentUser) -> Entitlements:
+    """Return the current user's entitlements, cached; 503 when billing is unavailable."""
+    return await load_entitlements(request, user)
 
 
 UserEntitlements = Annotated[Entitlements, Depends(user_entitlements)]
@@ -133,7 +137,10 @@ class FeatureRequirement:
         self.feature = feature
         self.message = message or f"Feature {feature!r} required"
 
-    async def __call__(self, entitlements: UserEntitlements) -> Entitlements:
+    async def __call__(self, request: Request, user: CurrentUser) -> Entitlements:
+        # Loads the entitlements itself instead of depending on UserEntitlements, which
+        # saves FastAPI one dependency level on every gated request.
+        entitlements = await load_entitlements(request, user)
         if entitlements.has_feature(self.feature):
             return entitlements
 
@@ -160,15 +167,14 @@ def require_feature(feature: str, *, message: str | None = None) -> FeatureRequi
     return FeatureRequirement(feature, message)
 
 
-async def credit_session(
-    request: Request, user: CurrentUser, aldero: AlderoDependency
-) -> AsyncIterator[CreditSession]:
+async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[CreditSession]:
     """
     Yield the request's credit session and refund its deductions if the handler raises.
 
     The handler's exception, including ``HTTPException`` and cancellation, is re-raised
     after the refunds, so the client still receives the handler's own response.
     """
+    aldero = started_aldero(request)
     session = CreditSession(
         aldero.billing,
         aldero.refunds,
@@ -224,12 +230,11 @@ def deduct_credits(
     return CreditCharge(amount, description)
 
 
-async def notification_sender(
-    aldero: AlderoDependency,
-) -> AsyncIterator[NotificationSender]:
+async def notification_sender(request: Request) -> AsyncIterator[NotificationSender]:
     """
     Yield the request's notification sender and start its queued sends if the handler succeeded.
     """
+    aldero = started_aldero(request)
     send_call = aldero.notifications.send if aldero.notifications is not None else None
     sender = NotificationSender(send_call=send_call, background=aldero.background_sends)
     try:

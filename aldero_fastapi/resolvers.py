@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from aldero_fastapi.auth import (
     AuthenticatedUser,
@@ -35,7 +36,7 @@ MAX_TRUSTED_USER_ID_LENGTH = 128
 # HTTPBearer documents the scheme in OpenAPI. With auto_error=False it returns None
 # both for a missing Authorization header and for another scheme such as Basic
 # (checked with FastAPI 0.165), so both get the same 401 below.
-_bearer_scheme = HTTPBearer(auto_error=False)
+bearer_scheme = HTTPBearer(auto_error=False)
 
 # RFC 7230 token characters, the only ones allowed in a header name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -43,7 +44,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 async def bearer_token_user(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> AuthenticatedUser:
     """
     Resolve the user from the ``Authorization: Bearer`` token of the request.
@@ -82,6 +83,33 @@ async def bearer_token_user(
             "Authentication service unavailable",
             headers={"Retry-After": str(error.retry_after_seconds)},
         ) from None
+
+
+def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
+    """Return the request's bearer credentials, or None for a missing header or another scheme."""
+    # The same parsing as HTTPBearer(auto_error=False), without a dependency level.
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+
+
+def coercing_resolver(
+    resolver: Callable[..., Any],
+) -> Callable[..., Awaitable[AuthenticatedUser]]:
+    """
+    Wrap an app's user resolver so that it yields an ``AuthenticatedUser`` or a 401.
+
+    ``resolver`` is any FastAPI dependency that returns an ``AuthenticatedUser``, a user
+    id string, or None when there is no user.
+    """
+
+    async def resolve_with_app_resolver(
+        resolved: Any = Depends(resolver),  # noqa: B008 - the dependency is only known here
+    ) -> AuthenticatedUser:
+        return coerce_user(resolved)
+
+    return resolve_with_app_resolver
 
 
 def trusted_header_user(
@@ -166,6 +194,8 @@ def user_override(
 
 def _find_token_verifier(request: Request) -> TokenVerifier:
     aldero = getattr(request.app.state, "aldero", None)
+    if aldero is not None and not getattr(aldero, "started", True):
+        raise AlderoHTTPException(503, "Aldero integration is not started")
     verifier = getattr(aldero, "token_verifier", None)
     if isinstance(verifier, TokenVerifier):
         return verifier

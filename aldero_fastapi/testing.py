@@ -14,7 +14,6 @@ Outside pytest, ``override_user`` replaces the authenticated user of an app, and
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,9 +22,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from starlette.types import ASGIApp
 
 from aldero_fastapi.dependencies import current_user
 from aldero_fastapi.emulator import (
@@ -34,6 +31,7 @@ from aldero_fastapi.emulator import (
     EmulatorConfig,
     EmulatorServer,
 )
+from aldero_fastapi.emulator.server import BackgroundServer
 from aldero_fastapi.resolvers import user_override
 from aldero_fastapi.settings import AlderoSettings
 
@@ -50,8 +48,6 @@ __all__ = [
 
 # Only for tests: tokens signed with it are accepted by ``aldero_settings``.
 TEST_JWT_SECRET = "aldero-fastapi-test-secret-not-for-production"
-
-STARTUP_TIMEOUT_SECONDS = 10.0
 
 
 def override_user(app: FastAPI, user_id: str, claims: dict[str, Any] | None = None) -> None:
@@ -102,46 +98,28 @@ async def lifespan_client(
             yield client
 
 
-class AppServer:
+class AppServer(BackgroundServer):
     """
     An ASGI app served by uvicorn on a free loopback port, in a background thread.
 
-    Usable as a context manager; ``url`` is the root URL once started.
+    Usable with ``with`` and ``async with``; ``url`` is the root URL once started.
     """
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1") -> None:
-        self._config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self.url = ""
-
-    def start(self) -> AppServer:
-        """Start the server and wait until it accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the app server did not start; see its log output above")
-            time.sleep(0.01)
-
-        socket = self._server.servers[0].sockets[0]
-        host, port = socket.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def stop(self) -> None:
-        """Ask the server to exit and wait for its thread."""
-        self._server.should_exit = True
-        self._thread.join(timeout=STARTUP_TIMEOUT_SECONDS)
+    @property
+    def url(self) -> str:
+        """The root URL of the running server, such as ``http://127.0.0.1:43123``."""
+        return self.root_url
 
     def __enter__(self) -> AppServer:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
     async def __aenter__(self) -> AppServer:
-        return await asyncio.to_thread(self.start)
+        await asyncio.to_thread(self.start)
+        return self
 
     async def __aexit__(self, *_exc: object) -> None:
         await asyncio.to_thread(self.stop)

@@ -22,7 +22,6 @@ from aldero_fastapi import (
 )
 from aldero_fastapi.emulator import EmulatorServer
 
-
 # Module level, because string annotations resolve against the module's globals.
 pages_charge = deduct_credits(lambda request: int(request.headers["x-pages"]), "Pages")
 
@@ -38,6 +37,10 @@ def build_app(settings: AlderoSettings, **aldero_options: Any) -> tuple[FastAPI,
     aldero.install(app)
     app.state.deducted = asyncio.Event()
     app.state.release = asyncio.Event()
+
+    @app.get("/public")
+    async def public() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get("/bare")
     async def bare(user: CurrentUser) -> dict[str, str]:

@@ -375,4 +375,16 @@ async def _post_webhook(
         "Aldero-Signature": f"t={timestamp},v1={digest.hexdigest()}",
         "Content-Type": "application/json",
     }
-    return await client.post("/aldero/webhooks", content=body, headers=headers)
+    return await client.post("/webhooks/aldero", content=body, headers=headers)
+
+
+async def test_openapi_declares_bearer(aldero_settings: AlderoSettings) -> None:
+    app, _ = build_app(aldero_settings)
+
+    schema = app.openapi()
+
+    scheme = schema["components"]["securitySchemes"]["AlderoBearer"]
+    assert scheme == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schema["paths"]["/premium"]["get"]["security"] == [{"AlderoBearer": []}]
+    assert schema["paths"]["/charge/{amount}"]["post"]["security"] == [{"AlderoBearer": []}]
+    assert "security" not in schema["paths"]["/public"]["get"]

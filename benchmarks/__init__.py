@@ -1,0 +1,1 @@
+"""Load and stampede benchmarks, run by hand; results go to docs/benchmarks.md."""

@@ -1,0 +1,102 @@
+"""Start the emulator and the benchmark app as separate processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+JWT_SECRET = "benchmark-secret-not-for-production"
+STARTUP_TIMEOUT_SECONDS = 20.0
+
+
+def free_port() -> int:
+    """Return a port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """Run ``python -m aldero_fastapi.emulator`` on a free port and yield its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aldero_fastapi.emulator", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = _read_base_url(process)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def app_process(base_url: str, **settings: str) -> Iterator[str]:
+    """Run the benchmark app under one uvicorn worker and yield its root URL."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "ALDERO_BASE_URL": base_url,
+        "ALDERO_BILLING_API_KEY": "bil_emulator_key",
+        "ALDERO_AUTH_JWT_SECRET": JWT_SECRET,
+        "ALDERO_ENTITLEMENTS_TTL_SECONDS": "3600",
+        **{f"ALDERO_{name.upper()}": value for name, value in settings.items()},
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    process = subprocess.Popen(command, env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _read_base_url(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/v1/tenants/\w+)", line)
+        if match:
+            return match.group(1)
+    raise RuntimeError("the emulator did not print its base URL in time")
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the benchmark app exited with code {process.returncode}")
+        try:
+            httpx.get(f"{url}/bare", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("the benchmark app did not start in time")
