@@ -25,12 +25,39 @@ __all__ = [
     "InvalidTokenError",
     "TokenVerifier",
     "contains_control_characters",
+    "find_user_id_problem",
 ]
+
+
+# NOTE: the limit of the emulator; the hosted API's limit is not documented.
+MAX_USER_ID_LENGTH = 128
 
 
 def contains_control_characters(value: str) -> bool:
     """Return whether ``value`` contains a C0 or C1 control character or DEL."""
     return any(unicodedata.category(character) == "Cc" for character in value)
+
+
+def find_user_id_problem(user_id: str) -> str | None:
+    """
+    Return why ``user_id`` cannot identify a user in the Aldero API, or None when it can.
+
+    User ids travel as one URL path segment, so "." and ".." are rejected (HTTP clients
+    resolve them as relative paths), and so is text that is not valid UTF-8.
+    """
+    if not user_id:
+        return "is empty"
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        return f"is longer than {MAX_USER_ID_LENGTH} characters"
+    if user_id in (".", ".."):
+        return "is a relative path segment"
+    if contains_control_characters(user_id):
+        return "contains control characters"
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,10 +73,11 @@ class AuthenticatedUser:
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise ValueError("AuthenticatedUser.id must be a non-empty string")
-        if contains_control_characters(self.id):
-            raise ValueError("AuthenticatedUser.id must not contain control characters")
+        if not isinstance(self.id, str):
+            raise ValueError("AuthenticatedUser.id must be a string")
+        problem = find_user_id_problem(self.id)
+        if problem is not None:
+            raise ValueError(f"AuthenticatedUser.id {problem}")
 
         # A copy, so that later changes to the caller's dict do not change the user.
         object.__setattr__(self, "claims", dict(self.claims))
@@ -266,8 +294,9 @@ class TokenVerifier:
             raise InvalidTokenError(f"user id claim '{claim}' is not a string")
         if not user_id:
             raise InvalidTokenError(f"empty user id claim '{claim}'")
-        if contains_control_characters(user_id):
-            raise InvalidTokenError(f"user id claim '{claim}' contains control characters")
+        problem = find_user_id_problem(user_id)
+        if problem is not None:
+            raise InvalidTokenError(f"user id claim '{claim}' {problem}")
 
         return user_id
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aldero_fastapi.errors import (
@@ -15,6 +18,7 @@ from aldero_fastapi.errors import (
     ConfigurationError,
     ConflictError,
     ForbiddenError,
+    IdempotencyMismatchError,
     InsufficientCreditsError,
     RateLimitedError,
     ServerError,
@@ -36,6 +40,10 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlderoHTTPException, _http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(InsufficientCreditsError, _insufficient_credits)  # type: ignore[arg-type]
     app.add_exception_handler(AlderoError, _aldero_error)  # type: ignore[arg-type]
+    # Replace FastAPI's default handler, but not one the app installed itself.
+    current = app.exception_handlers.get(RequestValidationError)
+    if current in (None, request_validation_exception_handler):
+        app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
 
 
 def install_request_id(app: FastAPI) -> None:
@@ -49,8 +57,8 @@ class RequestIdMiddleware:
     """
     Pure ASGI middleware that stores the request's ``X-Request-Id`` in a context variable.
 
-    Only a printable id of at most 128 characters is propagated; anything else is
-    ignored and the client generates its own id per call.
+    Only a printable ASCII id of at most 128 characters is propagated; anything else
+    is ignored and the client generates its own id per call.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -78,7 +86,8 @@ def _request_id(scope: Scope) -> str | None:
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isprintable():
+            # Only printable ASCII, because the id is sent on in upstream request headers.
+            if 0 < len(text) <= MAX_REQUEST_ID_LENGTH and text.isascii() and text.isprintable():
                 return text
             return None
     return None
@@ -103,6 +112,23 @@ async def _insufficient_credits(request: Request, error: InsufficientCreditsErro
     )
 
 
+async def _validation_error(_request: Request, error: RequestValidationError) -> Response:
+    # FastAPI's default handler echoes each invalid input, which fails to render for
+    # NaN, infinities and lone surrogates (a 500) and can echo megabytes back. This
+    # one keeps FastAPI's shape without the inputs, and escapes non-ASCII text because
+    # a location can name a body key that holds a lone surrogate.
+    details = [
+        {
+            "type": str(item.get("type", "")),
+            "loc": list(item.get("loc", ())),
+            "msg": str(item.get("msg", "")),
+        }
+        for item in error.errors()
+    ]
+    body = json.dumps({"detail": details}, ensure_ascii=True, default=str)
+    return Response(body, status_code=422, media_type="application/json")
+
+
 async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = getattr(error, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_SECONDS
@@ -117,6 +143,20 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
             {"error": "Aldero service unavailable"},
             status_code=503,
             headers={"Retry-After": str(max(1, round(retry_after)))},
+        )
+
+    if isinstance(error, IdempotencyMismatchError):
+        logger.info(
+            "Idempotency key reused with a different request during %s %s",
+            request.method,
+            request.url.path,
+        )
+        return JSONResponse(
+            {
+                "error": "Idempotency-Key reused with a different request",
+                "reason": "send a new Idempotency-Key for a request with a different body",
+            },
+            status_code=422,
         )
 
     if isinstance(error, (UnauthorizedError, ForbiddenError, ConfigurationError)):
@@ -137,7 +177,5 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         error.code,
         error.message,
     )
-    return JSONResponse(
-        {"error": "Aldero request failed", "code": error.code, "message": error.message},
-        status_code=502,
-    )
+    # The upstream message stays in the log: it can name internal ids and values.
+    return JSONResponse({"error": "Aldero request failed", "code": error.code}, status_code=502)

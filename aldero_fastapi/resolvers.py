@@ -17,6 +17,7 @@ from aldero_fastapi.auth import (
     InvalidTokenError,
     TokenVerifier,
     contains_control_characters,
+    find_user_id_problem,
 )
 from aldero_fastapi.http_errors import AlderoHTTPException
 
@@ -156,7 +157,6 @@ def coerce_user(value: AuthenticatedUser | str | None) -> AuthenticatedUser:
     Raises:
         AlderoHTTPException: 401 for None or an empty string.
         TypeError: the resolver returned another type, a bug in the app.
-        ValueError: the string contains control characters.
     """
     if isinstance(value, AuthenticatedUser):
         return value
@@ -167,6 +167,15 @@ def coerce_user(value: AuthenticatedUser | str | None) -> AuthenticatedUser:
     if isinstance(value, str):
         if not value:
             raise _not_authenticated()
+        problem = find_user_id_problem(value)
+        if problem is not None:
+            logger.info("rejected the user id from the user resolver: it %s", problem)
+            raise AlderoHTTPException(
+                401,
+                "Invalid user id",
+                headers={"WWW-Authenticate": "Bearer"},
+                reason=f"the user id {problem}",
+            )
         return AuthenticatedUser(id=value, claims={})
 
     raise TypeError(

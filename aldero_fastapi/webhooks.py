@@ -223,7 +223,8 @@ def _parse_signature_header(header: str | None) -> tuple[str, list[str]]:
     if timestamp is None:
         raise _malformed_header("no t= entry")
     # isdigit() alone would accept non-ASCII digits such as "²", which int() rejects.
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    # Twelve digits reach the year 33658; longer values overflow float arithmetic.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise _malformed_header(f"t={timestamp!r} is not a Unix time in whole seconds")
 
     if not signatures:
@@ -252,6 +253,8 @@ def _parse_event(payload: bytes) -> WebhookEvent:
         document = json.loads(payload)
     except ValueError:
         raise InvalidWebhookError("webhook body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidWebhookError("webhook body is nested too deeply") from None
 
     if not isinstance(document, dict):
         raise InvalidWebhookError(

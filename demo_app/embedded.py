@@ -55,7 +55,8 @@ def start_embedded_emulator(
     webhooks straight into ``demo_app`` at ``webhook_path``, so that changes made
     through the admin routes reach the demo's cache at once.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Owner only: the folder holds the token secret and the emulator's database.
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     database_path = state_dir / DATABASE_NAME
 
     update: dict[str, object] = {
@@ -65,6 +66,11 @@ def start_embedded_emulator(
     }
     if settings.auth_jwt_secret is None and settings.auth_jwks_url is None:
         update["auth_jwt_secret"] = _stored_secret(state_dir / TOKEN_SECRET_NAME)
+    elif settings.auth_jwt_secret is not None:
+        logger.warning(
+            "POST /demo/token signs tokens for any user id with ALDERO_AUTH_JWT_SECRET; "
+            "never expose the demo, and unset that variable to use a generated secret"
+        )
     webhook_secret = (
         settings.webhook_secret.get_secret_value()
         if settings.webhook_secret is not None

@@ -365,3 +365,28 @@ def test_deduplicator_forget() -> None:
 def test_deduplicator_invalid_options(options: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EventDeduplicator(**options)  # type: ignore[arg-type]
+
+
+def test_huge_timestamp_rejected() -> None:
+    timestamp = "9" * 400
+    body = (
+        b'{"id":"evt_1","type":"credits.updated",'
+        b'"createdAt":"2026-12-04T00:00:00Z","data":{"userId":"a"}}'
+    )
+    digest = hmac.new(b"whsec_x", timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+    with pytest.raises(InvalidWebhookError) as raised:
+        verify_webhook(body, f"t={timestamp},v1={digest}", "whsec_x")
+
+    assert "Unix time" in raised.value.reason
+
+
+def test_deeply_nested_body_rejected() -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    timestamp = int(time.time())
+    header = sign_webhook(body, "whsec_x", timestamp)
+
+    with pytest.raises(InvalidWebhookError) as raised:
+        verify_webhook(body, header, "whsec_x")
+
+    assert raised.value.reason == "webhook body is nested too deeply"
