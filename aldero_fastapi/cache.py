@@ -169,6 +169,11 @@ class EntitlementsCache:
         self._fetch_tasks: set[asyncio.Task[Entitlements]] = set()
         self._background_tasks: set[asyncio.Task[None]] = set()
 
+        # Adjustments in flight per user: their count, and whether two ever overlapped.
+        # Responses of overlapping adjustments can arrive out of order, so their
+        # balances are not written; the entry is dropped instead.
+        self._adjustments: dict[str, tuple[int, bool]] = {}
+
         self._stale_warned_at: LRUCache[str, float] = LRUCache(maxsize=max_size)
         self._stats = CacheStats()
         self._backend_started = False
@@ -235,6 +240,34 @@ class EntitlementsCache:
 
         if self._backend is not None:
             self._spawn_credit_update(self._backend, user_id, balance)
+
+    def begin_adjustment(self, user_id: str) -> None:
+        """Record that a credit adjustment of the user is about to be sent."""
+        count, overlapped = self._adjustments.get(user_id, (0, False))
+        self._adjustments[user_id] = (count + 1, overlapped or count > 0)
+
+    def end_adjustment(self, user_id: str, balance: int | None) -> None:
+        """
+        Record that a credit adjustment of the user finished, with the balance it returned.
+
+        ``balance`` is None when the adjustment failed or replayed an earlier one, whose
+        balance is history. The balance is written into the entry only when no other
+        adjustment of the user overlapped this one; otherwise the entry is dropped, here
+        and in the shared backend, and the next ``get`` fetches the current balance.
+        """
+        count, overlapped = self._adjustments.pop(user_id, (1, False))
+        if count > 1:
+            self._adjustments[user_id] = (count - 1, overlapped)
+
+        if balance is not None and not overlapped:
+            self.update_credits(user_id, balance)
+            return
+
+        self._drop_local(user_id)
+        if self._backend is not None:
+            task = asyncio.create_task(self._backend.invalidate(user_id))
+            self._background_tasks.add(task)
+            task.add_done_callback(functools.partial(self._finish_credit_update, user_id))
 
     async def invalidate(self, user_id: str) -> None:
         """

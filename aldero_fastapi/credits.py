@@ -10,14 +10,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from aldero_fastapi.errors import ConflictError
+from aldero_fastapi.errors import (
+    AlderoTransportError,
+    ConflictError,
+    InsufficientCreditsError,
+    ServerError,
+)
 from aldero_fastapi.models import CreditAdjustmentResult, CreditLedgerPage
 from aldero_fastapi.refunds import PendingRefund, RefundQueue
 
 if TYPE_CHECKING:
     from aldero_fastapi.models import CreditAdjustmentType
 
-__all__ = ["CreditSession", "Deduction"]
+__all__ = ["CreditSession", "Deduction", "TrackedLedger", "idempotency_digest", "refund_call"]
 
 logger = logging.getLogger("aldero_fastapi.credits")
 
@@ -27,6 +32,10 @@ MAX_REFERENCE_LENGTH = 200
 # so that a client retrying a failed request pays once instead of getting it free.
 # The bound stops a loop if the ledger never shows the refund as expected.
 MAX_REFERENCE_GENERATIONS = 5
+
+# Errors after which a deduction may or may not have been applied: the service can
+# commit the adjustment and then fail, or the connection can drop after the commit.
+UNCERTAIN_OUTCOME_ERRORS = (AlderoTransportError, ServerError, ConflictError)
 
 
 class CreditLedger(Protocol):
@@ -48,17 +57,80 @@ class CreditLedger(Protocol):
     ) -> CreditLedgerPage: ...
 
 
+class BalanceCache(Protocol):
+    """The cache that learns each adjustment's balance (``EntitlementsCache``)."""
+
+    def begin_adjustment(self, user_id: str) -> None: ...
+
+    def end_adjustment(self, user_id: str, balance: int | None) -> None: ...
+
+
+class TrackedLedger:
+    """
+    A credit ledger that tells the entitlements cache about every adjustment.
+
+    The cache then serves the new balance without a fetch, unless the adjustment
+    failed, replayed an earlier one or overlapped another one of the same user.
+    """
+
+    def __init__(self, ledger: CreditLedger, cache: BalanceCache) -> None:
+        self._ledger = ledger
+        self._cache = cache
+
+    async def adjust_credits(
+        self,
+        user_id: str,
+        *,
+        type: CreditAdjustmentType,
+        amount: int,
+        description: str | None = None,
+        reference_id: str | None = None,
+        reverses_transaction_id: str | None = None,
+    ) -> CreditAdjustmentResult:
+        """Adjust the user's credits, then update or drop their cached balance."""
+        self._cache.begin_adjustment(user_id)
+        balance: int | None = None
+        try:
+            result = await self._ledger.adjust_credits(
+                user_id,
+                type=type,
+                amount=amount,
+                description=description,
+                reference_id=reference_id,
+                reverses_transaction_id=reverses_transaction_id,
+            )
+            if not result.replayed:
+                balance = result.balance
+            return result
+        finally:
+            self._cache.end_adjustment(user_id, balance)
+
+    async def list_credit_transactions(
+        self, user_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> CreditLedgerPage:
+        """Return one page of the user's ledger, newest first."""
+        return await self._ledger.list_credit_transactions(user_id, limit=limit, cursor=cursor)
+
+
 @dataclass(frozen=True)
 class Deduction:
     """
     One deduction made in a request: the ledger row it wrote and the credits it took.
+
+    ``transaction_id`` is None when the service failed without saying whether it
+    applied the deduction; a refund then first finds out.
     """
 
     reference_id: str
-    transaction_id: str
+    transaction_id: str | None
     amount: int
     description: str
-    balance: int
+    balance: int | None
+
+
+def idempotency_digest(scope: str) -> str:
+    """Return a short, stable digest of a request's idempotency scope for reference ids."""
+    return hashlib.sha256(scope.encode()).hexdigest()[:32]
 
 
 class CreditSession:
@@ -78,11 +150,9 @@ class CreditSession:
         *,
         user_id: str,
         idempotency_scope: str | None = None,
-        on_balance: Callable[[str, int], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._refunds = refunds
-        self._on_balance = on_balance
         self._idempotency_scope = idempotency_scope
         self.user_id = user_id
         self.deductions: list[Deduction] = []
@@ -90,8 +160,8 @@ class CreditSession:
 
     @property
     def total_deducted(self) -> int:
-        """The credits taken by this request so far."""
-        return sum(deduction.amount for deduction in self.deductions)
+        """The credits taken by this request so far, counting only confirmed deductions."""
+        return sum(d.amount for d in self.deductions if d.transaction_id is not None)
 
     async def deduct(
         self, amount: int, description: str, reference_id: str | None = None
@@ -103,7 +173,9 @@ class CreditSession:
             ValueError: ``amount`` is not a positive integer.
             InsufficientCreditsError: the balance is smaller than ``amount``; the
                 installed exception handler turns it into a 402 response.
-            AlderoError: the billing service failed after its retries.
+            AlderoError: the billing service failed after its retries. The deduction
+                may have been applied all the same, so it is refunded with the others
+                if the error ends the request.
         """
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
             raise ValueError(f"amount must be a positive integer number of credits, got {amount!r}")
@@ -125,8 +197,6 @@ class CreditSession:
                 balance=result.balance,
             )
         )
-        if self._on_balance is not None:
-            self._on_balance(self.user_id, result.balance)
         return result
 
     async def refund_all(self, reason: str) -> None:
@@ -142,9 +212,8 @@ class CreditSession:
         self._refunded = True
 
         logger.info(
-            "Refunding %d deductions (%d credits) of user %s because %s",
+            "Refunding %d deductions of user %s because %s",
             len(self.deductions),
-            self.total_deducted,
             self.user_id,
             reason,
         )
@@ -197,17 +266,38 @@ class CreditSession:
     async def _adjust(
         self, amount: int, description: str, reference_id: str
     ) -> CreditAdjustmentResult:
-        return await self._ledger.adjust_credits(
-            self.user_id,
-            type="usage",
-            amount=-amount,
-            description=description,
-            reference_id=reference_id,
-        )
+        try:
+            return await self._ledger.adjust_credits(
+                self.user_id,
+                type="usage",
+                amount=-amount,
+                description=description,
+                reference_id=reference_id,
+            )
+        except UNCERTAIN_OUTCOME_ERRORS as error:
+            # Remembered so that a failing request refunds it if it did land.
+            logger.warning(
+                "Deduction %s of %d credits for user %s failed with %s; it may have been "
+                "applied, so it is refunded if the request fails",
+                reference_id,
+                amount,
+                self.user_id,
+                type(error).__name__,
+            )
+            self.deductions.append(
+                Deduction(
+                    reference_id=reference_id,
+                    transaction_id=None,
+                    amount=amount,
+                    description=description,
+                    balance=None,
+                )
+            )
+            raise
 
     def _derived_reference(self, position: int, generation: int) -> str:
         assert self._idempotency_scope is not None
-        digest = hashlib.sha256(self._idempotency_scope.encode()).hexdigest()[:32]
+        digest = idempotency_digest(self._idempotency_scope)
         suffix = f"-{position}" if generation == 1 else f"-{position}-g{generation}"
         return f"idem_{digest}{suffix}"
 
@@ -238,23 +328,44 @@ class CreditSession:
             deduction_reference_id=deduction.reference_id,
             transaction_id=deduction.transaction_id,
             amount=deduction.amount,
-            description=f"Refund: {deduction.description}",
+            deduction_description=deduction.description,
         )
 
 
 def refund_call(
     ledger: CreditLedger,
-) -> Callable[[PendingRefund], Awaitable[CreditAdjustmentResult]]:
-    """Return the call that issues one refund as an idempotent ``refund`` adjustment."""
+) -> Callable[[PendingRefund], Awaitable[CreditAdjustmentResult | None]]:
+    """
+    Return the call that issues one refund as an idempotent ``refund`` adjustment.
 
-    async def issue_refund(refund: PendingRefund) -> CreditAdjustmentResult:
+    A deduction whose outcome is unknown is first sent again with its own reference id
+    and body: the service either replays the deduction it applied, or applies it now,
+    or answers 402 because it never applied it and cannot. The first two are refunded
+    like any deduction; the last needs no refund, and the call returns None.
+    """
+
+    async def issue_refund(refund: PendingRefund) -> CreditAdjustmentResult | None:
+        transaction_id = refund.transaction_id
+        if transaction_id is None:
+            try:
+                settled = await ledger.adjust_credits(
+                    refund.user_id,
+                    type="usage",
+                    amount=-refund.amount,
+                    description=refund.deduction_description,
+                    reference_id=refund.deduction_reference_id,
+                )
+            except InsufficientCreditsError:
+                return None
+            transaction_id = settled.transaction.id
+
         return await ledger.adjust_credits(
             refund.user_id,
             type="refund",
             amount=refund.amount,
-            description=refund.description,
+            description=f"Refund: {refund.deduction_description}",
             reference_id=refund.reference_id,
-            reverses_transaction_id=refund.transaction_id,
+            reverses_transaction_id=transaction_id,
         )
 
     return issue_refund

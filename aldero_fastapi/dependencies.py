@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 from aldero_fastapi.auth import AuthenticatedUser
-from aldero_fastapi.credits import CreditSession
+from aldero_fastapi.credits import CreditSession, idempotency_digest
 from aldero_fastapi.errors import (
     AlderoTransportError,
     ConflictError,
@@ -176,11 +176,10 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
     """
     aldero = started_aldero(request)
     session = CreditSession(
-        aldero.billing,
+        aldero.ledger,
         aldero.refunds,
         user_id=user.id,
         idempotency_scope=_idempotency_scope(request),
-        on_balance=aldero.entitlements.update_credits,
     )
     try:
         yield session
@@ -235,8 +234,12 @@ async def notification_sender(request: Request) -> AsyncIterator[NotificationSen
     Yield the request's notification sender and start its queued sends if the handler succeeded.
     """
     aldero = started_aldero(request)
-    send_call = aldero.notifications.send if aldero.notifications is not None else None
-    sender = NotificationSender(send_call=send_call, background=aldero.background_sends)
+    scope = _idempotency_scope(request)
+    sender = NotificationSender(
+        aldero.notifications,
+        aldero.background_sends,
+        idempotency_digest=idempotency_digest(scope) if scope is not None else None,
+    )
     try:
         yield sender
     except BaseException:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aldero_fastapi.errors import AlderoError, ConfigurationError
 from aldero_fastapi.models import Notification, NotificationChannel, NotificationReceipt
@@ -15,7 +15,21 @@ __all__ = ["BackgroundSends", "NotificationSender"]
 
 logger = logging.getLogger("aldero_fastapi.notify")
 
-SendCall = Callable[[Notification], Awaitable[NotificationReceipt]]
+
+class NotificationClient(Protocol):
+    """The notification call the sender makes (``NotificationsAPI``)."""
+
+    async def send(
+        self, notification: Notification | None = None, *, idempotency_key: str | None = None
+    ) -> NotificationReceipt: ...
+
+
+@dataclass(frozen=True)
+class QueuedNotification:
+    """A notification waiting for its handler to succeed, with its idempotency key."""
+
+    notification: Notification
+    idempotency_key: str | None
 
 
 class BackgroundSends:
@@ -30,9 +44,9 @@ class BackgroundSends:
         self.sent = 0
         self.failed = 0
 
-    def start(self, send: SendCall, notification: Notification) -> None:
-        """Start sending ``notification`` in a task that outlives the request."""
-        task = asyncio.get_running_loop().create_task(self._send(send, notification))
+    def start(self, client: NotificationClient, queued: QueuedNotification) -> None:
+        """Start sending a queued notification in a task that outlives the request."""
+        task = asyncio.get_running_loop().create_task(self._send(client, queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -45,9 +59,10 @@ class BackgroundSends:
         for task in still_running:
             task.cancel()
 
-    async def _send(self, send: SendCall, notification: Notification) -> None:
+    async def _send(self, client: NotificationClient, queued: QueuedNotification) -> None:
+        notification = queued.notification
         try:
-            receipt = await send(notification)
+            receipt = await client.send(notification, idempotency_key=queued.idempotency_key)
         except AlderoError as error:
             self.failed += 1
             logger.error(
@@ -69,18 +84,30 @@ class BackgroundSends:
         )
 
 
-@dataclass
 class NotificationSender:
     """
     The notification sender injected into a handler by ``Notifier``.
 
     ``send`` sends now and raises on failure. ``send_after_response`` queues the send
     until the handler has succeeded; a handler that raises sends nothing.
+
+    With an ``Idempotency-Key`` header on the incoming request, the n-th notification of
+    the request gets an idempotency key derived from it, so a client that retries the
+    request does not notify twice. An explicit ``idempotency_key`` wins.
     """
 
-    send_call: SendCall | None
-    background: BackgroundSends
-    queued: list[Notification] = field(default_factory=list)
+    def __init__(
+        self,
+        client: NotificationClient | None,
+        background: BackgroundSends,
+        *,
+        idempotency_digest: str | None = None,
+    ) -> None:
+        self._client = client
+        self._background = background
+        self._idempotency_digest = idempotency_digest
+        self._count = 0
+        self.queued: list[QueuedNotification] = []
 
     async def send(
         self,
@@ -89,6 +116,7 @@ class NotificationSender:
         channel: NotificationChannel,
         to: str,
         variables: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> NotificationReceipt:
         """
         Send the template now and return the service's receipt.
@@ -97,8 +125,10 @@ class NotificationSender:
             ConfigurationError: no notification key is configured.
             AlderoError: the service rejected the notification or failed after retries.
         """
+        client = self._require_client()
         notification = _notification(template_name, channel, to, variables)
-        return await self._require_send_call()(notification)
+        key = idempotency_key or self._next_key()
+        return await client.send(notification, idempotency_key=key)
 
     def send_after_response(
         self,
@@ -107,18 +137,21 @@ class NotificationSender:
         channel: NotificationChannel,
         to: str,
         variables: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """Queue the template to be sent once the handler has returned successfully."""
-        self._require_send_call()
-        self.queued.append(_notification(template_name, channel, to, variables))
+        self._require_client()
+        notification = _notification(template_name, channel, to, variables)
+        key = idempotency_key or self._next_key()
+        self.queued.append(QueuedNotification(notification, key))
 
     def flush(self) -> None:
         """Start the queued sends in the background; called once the handler succeeded."""
-        if self.send_call is None:
+        if self._client is None:
             return
 
-        for notification in self.queued:
-            self.background.start(self.send_call, notification)
+        for queued in self.queued:
+            self._background.start(self._client, queued)
         self.queued.clear()
 
     def discard(self) -> None:
@@ -129,13 +162,19 @@ class NotificationSender:
             )
         self.queued.clear()
 
-    def _require_send_call(self) -> SendCall:
-        if self.send_call is None:
+    def _next_key(self) -> str | None:
+        self._count += 1
+        if self._idempotency_digest is None:
+            return None
+        return f"idem_{self._idempotency_digest}-notification-{self._count}"
+
+    def _require_client(self) -> NotificationClient:
+        if self._client is None:
             raise ConfigurationError(
                 "Notifications are not configured; set ALDERO_NOTIFICATION_API_KEY to a "
                 "key starting with ntf_"
             )
-        return self.send_call
+        return self._client
 
 
 def _notification(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from aldero_fastapi.cache import EntitlementsCache
 from aldero_fastapi.client import AlderoClient
-from aldero_fastapi.credits import refund_call
+from aldero_fastapi.credits import TrackedLedger, refund_call
 from aldero_fastapi.errors import ConfigurationError
 from aldero_fastapi.notify import BackgroundSends
 from aldero_fastapi.refunds import RefundQueue
@@ -74,6 +74,7 @@ class Aldero:
         self.notifications: NotificationsAPI | None
         self.entitlements: EntitlementsCache
         self.token_verifier: TokenVerifier | None
+        self.ledger: TrackedLedger
         self.refunds: RefundQueue
         self.background_sends: BackgroundSends
         self.webhook_events: EventDeduplicator
@@ -164,11 +165,11 @@ class Aldero:
             backend=_shared_backend(settings),
         )
         await self.entitlements.start()
+        self.ledger = TrackedLedger(self.billing, self.entitlements)
         self.refunds = RefundQueue(
-            refund_call(self.billing),
+            refund_call(self.ledger),
             max_attempts=settings.refund_max_attempts,
             backoff_seconds=settings.refund_backoff_seconds,
-            on_refunded=self.entitlements.update_credits,
         )
         self.background_sends = BackgroundSends()
         self.webhook_events = EventDeduplicator()
@@ -213,15 +214,13 @@ class Aldero:
         reference_id: str | None = None,
     ) -> CreditAdjustmentResult:
         """Adjust a user's credits and update the cached balance from the response."""
-        result = await self.billing.adjust_credits(
+        return await self.ledger.adjust_credits(
             user_id,
             type=type,
             amount=amount,
             description=description,
             reference_id=reference_id,
         )
-        self.entitlements.update_credits(user_id, result.balance)
-        return result
 
     async def sync_user(self, user_id: str) -> SyncResult:
         """Sync the user's store purchases, then drop their cached entitlements."""

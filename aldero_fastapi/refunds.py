@@ -25,7 +25,8 @@ logger = logging.getLogger("aldero_fastapi.refunds")
 # refund itself is wrong and retrying it cannot help.
 RETRYABLE_ERRORS = (AlderoTransportError, ServerError, RateLimitedError, ConflictError)
 
-RefundCall = Callable[["PendingRefund"], Awaitable[CreditAdjustmentResult]]
+# Returns None when the deduction turned out never to have been applied.
+RefundCall = Callable[["PendingRefund"], Awaitable[CreditAdjustmentResult | None]]
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,15 @@ class PendingRefund:
 
     ``reference_id`` is the refund's own idempotency reference, derived from the
     deduction's, so that every attempt of the same refund lands at most once.
+    ``transaction_id`` is None when it is not known whether the deduction was applied.
     """
 
     user_id: str
     reference_id: str
     deduction_reference_id: str
-    transaction_id: str
+    transaction_id: str | None
     amount: int
-    description: str
+    deduction_description: str
 
 
 class RefundQueue:
@@ -60,13 +62,11 @@ class RefundQueue:
         *,
         max_attempts: int,
         backoff_seconds: float,
-        on_refunded: Callable[[str, int], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._refund_call = refund_call
         self._max_attempts = max_attempts
         self._backoff_seconds = backoff_seconds
-        self._on_refunded = on_refunded
         self._sleep = sleep
         self._random = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -112,6 +112,14 @@ class RefundQueue:
 
     async def _attempt(self, refund: PendingRefund) -> None:
         result = await self._refund_call(refund)
+        if result is None:
+            logger.info(
+                "Deduction %s of user %s was never applied, so it needs no refund",
+                refund.deduction_reference_id,
+                refund.user_id,
+            )
+            return
+
         self.succeeded += 1
         logger.info(
             "Refunded %d credits to user %s for deduction %s (refund %s, balance %d)",
@@ -121,8 +129,6 @@ class RefundQueue:
             refund.reference_id,
             result.balance,
         )
-        if self._on_refunded is not None:
-            self._on_refunded(refund.user_id, result.balance)
 
     def _schedule_retries(self, refund: PendingRefund) -> None:
         task = asyncio.get_running_loop().create_task(self._retry(refund))

@@ -303,3 +303,51 @@ async def _wait_for_credits(server: EmulatorServer, user_id: str, expected: int)
             return credits
         await asyncio.sleep(0.05)
     return credits
+
+
+async def test_replayed_deduction_keeps_cache_current(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+    keyed = {**ALICE, "Idempotency-Key": "charge-once"}
+
+    async with lifespan_client(app) as client:
+        await client.get("/me", headers=ALICE)
+        first = await client.post("/charge/3", headers=keyed)
+        await client.post("/charge/2", headers=ALICE)
+        replay = await client.post("/charge/3", headers=keyed)
+        me = await client.get("/me", headers=ALICE)
+
+    assert first.json()["balance"] == 7
+    assert replay.json()["balance"] == 7
+    assert me.json()["credits"] == 5
+
+
+async def test_overlapping_deductions_keep_cache_current(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        await client.get("/me", headers=ALICE)
+        await asyncio.gather(*(client.post("/charge/1", headers=ALICE) for _ in range(6)))
+        me = await client.get("/me", headers=ALICE)
+
+    assert me.json()["credits"] == 4
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 4
+
+
+async def test_reused_key_other_body_422(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+    headers = {**ALICE, "Idempotency-Key": "pages-key"}
+
+    async with lifespan_client(app) as client:
+        first = await client.post("/declared-by-header", headers={**headers, "X-Pages": "2"})
+        second = await client.post("/declared-by-header", headers={**headers, "X-Pages": "3"})
+
+    assert first.status_code == 200
+    assert second.status_code == 422
+    assert second.json()["error"] == "Idempotency-Key reused with a different request"
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 8

@@ -135,3 +135,31 @@ async def test_billing_outage_answers_503(aldero_emulator: EmulatorServer) -> No
     assert response.json() == {"error": "Aldero service unavailable"}
     assert response.headers["retry-after"] == "5"
     assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 10
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"action": "commit_then_status", "status": 500, "count": 1},
+        {"action": "commit_then_drop", "count": 3},
+        {"action": "status", "status": 503, "count": 3},
+    ],
+    ids=["committed-then-500", "committed-then-dropped-thrice", "never-applied"],
+)
+async def test_uncertain_deduction_refunded(
+    aldero_emulator: EmulatorServer, fault: dict[str, object]
+) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
+    await add_fault(aldero_emulator, method="POST", path="/billing/users/*/credits", **fault)
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge/3", headers=ALICE)
+
+    assert response.status_code == 503
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 10
+    assert state["ledgerSum"] == 10
+    rows = await ledger(aldero_emulator, "alice")
+    assert sum(row["amount"] for row in rows if row["type"] == "usage") == -3
+    assert sum(row["amount"] for row in rows if row["type"] == "refund") == 3
+    assert aldero.refunds.succeeded == 1

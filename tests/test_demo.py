@@ -169,3 +169,41 @@ def test_token_route_off_for_real_tenant(demo_env: Path, monkeypatch: pytest.Mon
 
     assert token.status_code == 404
     assert emulator.status_code == 404
+
+
+def test_unrenderable_json_422(demo_env: Path) -> None:
+    from demo_app.main import app
+
+    bodies = [
+        b'{"pageCount": NaN, "destination": "+15550100"}',
+        b'{"pageCount": 1e400, "destination": "+15550100"}',
+        b'{"pageCount": 1, "destination": "\\ud800"}',
+    ]
+    with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        alice = {**_token(client, "alice"), "Content-Type": "application/json"}
+        statuses = [
+            client.post("/api/send-fax", content=body, headers=alice).status_code for body in bodies
+        ]
+        token = client.post(
+            "/demo/token", content=b'{"userId": NaN}', headers={"Content-Type": "application/json"}
+        )
+
+    assert statuses == [422, 422, 422]
+    assert token.status_code == 422
+
+
+def test_repeated_key_sends_one_fax(demo_env: Path) -> None:
+    from demo_app.main import app
+
+    with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        headers = {**_token(client, "alice"), "Idempotency-Key": "fax-once"}
+        responses = [_fax(client, headers, 2) for _ in range(5)]
+        first = _notifications(client, "alice", 1)
+        # Sends start right after each response; give any duplicate time to land.
+        time.sleep(0.5)
+        sent = _notifications(client, "alice", 1)
+
+    assert {response.status_code for response in responses} == {200}
+    assert len({response.text for response in responses}) == 1
+    assert len(first) == 1
+    assert len(sent) == 1

@@ -388,3 +388,58 @@ async def test_openapi_declares_bearer(aldero_settings: AlderoSettings) -> None:
     assert schema["paths"]["/premium"]["get"]["security"] == [{"AlderoBearer": []}]
     assert schema["paths"]["/charge/{amount}"]["post"]["security"] == [{"AlderoBearer": []}]
     assert "security" not in schema["paths"]["/public"]["get"]
+
+
+async def test_idempotency_key_notifies_once(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, aldero = build_app(aldero_settings)
+    headers = {**ALICE, "Idempotency-Key": "notify-once"}
+
+    async with lifespan_client(app) as client:
+        for _ in range(3):
+            response = await client.post("/notify/ok", headers=headers)
+            assert response.status_code == 200
+        await aldero.background_sends.drain(timeout=10)
+
+    assert len(await _notifications(aldero_emulator, "alice")) == 1
+
+
+@pytest.mark.parametrize("user_id", [".", "..", "u" * 129], ids=["dot", "dot-dot", "too-long"])
+async def test_unusable_user_id_401(aldero_settings: AlderoSettings, user_id: str) -> None:
+    app, _ = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        response = await client.get("/me", headers=auth(make_token(user_id)))
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "Invalid token"
+
+
+async def test_resolver_unusable_id_401(aldero_settings: AlderoSettings) -> None:
+    async def dot_dot_user() -> str:
+        return ".."
+
+    app, _ = build_app(aldero_settings, user_resolver=dot_dot_user)
+
+    async with lifespan_client(app) as client:
+        response = await client.get("/bare")
+
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "Invalid user id",
+        "reason": "the user id is a relative path segment",
+    }
+
+
+async def test_non_ascii_request_id_ignored(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        response = await client.get("/me", headers={**ALICE, "X-Request-Id": "caf\xe9".encode()})
+
+    assert response.status_code == 200
+    fetches = await served_requests(aldero_emulator, **ALICE_FETCHES)
+    assert fetches[0]["requestId"].startswith("req_")
