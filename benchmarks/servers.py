@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -37,8 +38,7 @@ def emulator_process() -> Iterator[str]:
         base_url = _read_base_url(process)
         yield base_url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        _stop(process)
 
 
 @contextmanager
@@ -74,7 +74,15 @@ def app_process(base_url: str, **settings: str) -> Iterator[str]:
         _wait_until_up(url, process)
         yield url
     finally:
-        process.terminate()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
         process.wait(timeout=10)
 
 
