@@ -2,13 +2,15 @@
 
 Each dependency is a stable module-level callable, so ``app.dependency_overrides``
 can replace it in tests.
-"""
 
-from __future__ import annotations
+This module does not use ``from __future__ import annotations``: FastAPI 0.115
+cannot resolve string annotations on the ``__call__`` of a callable instance such as
+``require_feature("x")``, and reads them as query parameters.
+"""
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -23,10 +25,8 @@ from aldero_fastapi.errors import (
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
+from aldero_fastapi.plugin import Aldero
 from aldero_fastapi.resolvers import bearer_credentials, bearer_token_user
-
-if TYPE_CHECKING:
-    from aldero_fastapi.plugin import Aldero
 
 __all__ = [
     "CreditCharge",

@@ -19,7 +19,8 @@ from aldero_fastapi.errors import ConfigurationError
 from aldero_fastapi.models import Entitlements
 
 if TYPE_CHECKING:
-    from tests.cache.conftest import FakeClock, FakeFetch, RedisServer
+    from tests.cache.conftest import FakeClock, FakeFetch
+    from tests.redis_support import RedisServer
 
 TTL = 60.0
 CHANNEL = f"{DEFAULT_PREFIX}invalidations"
