@@ -5,7 +5,7 @@ Usage: ``python -m benchmarks.load [--seconds 10] [--rounds 3] [--connections 32
 Needs ``wrk`` on the PATH (Debian package ``wrk``). One uvicorn worker serves the app;
 wrk runs in a second process with one thread; the emulator is a third process that
 only the naive route calls. Rounds interleave the routes so that drift of the
-machine affects all three alike; the table reports the median round.
+machine affects all of them alike; the table reports the median round.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aldero_fastapi.testing import make_token
 from benchmarks.servers import JWT_SECRET, app_process, emulator_process
 
-ROUTES = ("bare", "gated", "naive")
+ROUTES = ("bare", "gated", "gated-entitlements", "naive")
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -120,6 +120,9 @@ def _print_table(results: dict[str, list[Measurement]], arguments: argparse.Name
         )
     print()
     print(f"gated/bare throughput: {median['gated'] / median['bare']:.3f}")
+    print(
+        f"gated-entitlements/bare throughput: {median['gated-entitlements'] / median['bare']:.3f}"
+    )
     print(f"gated/naive throughput: {median['gated'] / median['naive']:.2f}")
 
 

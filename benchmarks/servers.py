@@ -7,10 +7,11 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -29,16 +30,26 @@ def free_port() -> int:
 @contextmanager
 def emulator_process() -> Iterator[str]:
     """Run ``python -m aldero_fastapi.emulator`` on a free port and yield its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aldero_fastapi.emulator", "--port", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base_url = _read_base_url(process)
-        yield base_url
-    finally:
-        _stop(process)
+    # Output goes to a file: a pipe that nobody reads fills up and blocks the emulator.
+    with tempfile.TemporaryFile(mode="w+") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aldero_fastapi.emulator",
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            yield _read_base_url(output)
+        finally:
+            _stop(process)
 
 
 @contextmanager
@@ -86,14 +97,14 @@ def _stop(process: subprocess.Popen[Any]) -> None:
         process.wait(timeout=10)
 
 
-def _read_base_url(process: subprocess.Popen[str]) -> str:
-    assert process.stdout is not None
+def _read_base_url(output: IO[str]) -> str:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/v1/tenants/\w+)", line)
+        output.seek(0)
+        match = re.search(r"(http://127\.0\.0\.1:\d+/v1/tenants/\w+)", output.read())
         if match:
             return match.group(1)
+        time.sleep(0.05)
     raise RuntimeError("the emulator did not print its base URL in time")
 
 
