@@ -252,8 +252,8 @@ class EntitlementsCache:
 
         ``balance`` is None when the adjustment failed or replayed an earlier one, whose
         balance is history. The balance is written into the entry only when no other
-        adjustment of the user overlapped this one; otherwise the entry is dropped, here
-        and in the shared backend, and the next ``get`` fetches the current balance.
+        adjustment of the user overlapped this one. Otherwise the entry is dropped, here
+        and in the shared backend, so the next ``get`` fetches the current balance.
         """
         count, overlapped = self._adjustments.pop(user_id, (1, False))
         if count > 1:

@@ -67,7 +67,7 @@ class BalanceCache(Protocol):
 
 class TrackedLedger:
     """
-    A credit ledger that tells the entitlements cache about every adjustment.
+    A credit ledger that reports every adjustment to the entitlements cache.
 
     The cache then serves the new balance without a fetch, unless the adjustment
     failed, replayed an earlier one or overlapped another one of the same user.
@@ -340,7 +340,7 @@ def refund_call(
 
     A deduction whose outcome is unknown is first sent again with its own reference id
     and body: the service either replays the deduction it applied, or applies it now,
-    or answers 402 because it never applied it and cannot. The first two are refunded
+    or responds 402 because it never applied it and cannot. The first two are refunded
     like any deduction; the last needs no refund, and the call returns None.
     """
 

@@ -65,7 +65,7 @@ async def get_aldero(request: Request) -> Aldero:
 
 
 def started_aldero(request: Request) -> Aldero:
-    """Return the app's started ``Aldero`` instance, or answer 503 when it is not running."""
+    """Return the app's started ``Aldero`` instance, or raise a 503 when it is not running."""
     # A plain function rather than a dependency: every dependency level costs FastAPI a
     # resolution step on each request, and this runs on every gated request.
     aldero: Aldero | None = getattr(request.app.state, "aldero", None)
@@ -79,12 +79,12 @@ def started_aldero(request: Request) -> Aldero:
 
 async def current_user(request: Request) -> AuthenticatedUser:
     """
-    Return the user of the request's bearer token, or answer 401.
+    Return the user of the request's bearer token, or raise a 401.
 
     ``Aldero(user_resolver=...)`` replaces this dependency with the app's own resolver.
     """
     # The header is parsed here rather than through an HTTPBearer sub-dependency, which
-    # would cost FastAPI one more resolution step on every request; ``install`` adds
+    # would cost FastAPI one more resolution step on every request. ``install`` adds
     # the bearer scheme to the OpenAPI schema instead.
     return await bearer_token_user(request, bearer_credentials(request))
 
@@ -106,7 +106,7 @@ async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitl
     except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
         retry_after = _retry_after(error)
         logger.warning(
-            "Entitlements of user %s are unavailable (%s); answering 503",
+            "Entitlements of user %s are unavailable (%s); responding with 503",
             user.id,
             type(error).__name__,
         )
@@ -127,7 +127,7 @@ UserEntitlements = Annotated[Entitlements, Depends(user_entitlements)]
 
 class FeatureRequirement:
     """
-    A dependency that answers 403 unless the current user has ``feature``.
+    A dependency that raises a 403 unless the current user has ``feature``.
 
     Two requirements of the same feature and message compare equal, so an override
     registered for ``require_feature("x")`` applies to every route that requires it.
@@ -144,7 +144,9 @@ class FeatureRequirement:
         if entitlements.has_feature(self.feature):
             return entitlements
 
-        logger.info("User %s lacks feature %r; answering 403", entitlements.user_id, self.feature)
+        logger.info(
+            "User %s lacks feature %r; responding with 403", entitlements.user_id, self.feature
+        )
         raise AlderoHTTPException(403, self.message, feature=self.feature)
 
     def __eq__(self, other: object) -> bool:
@@ -161,7 +163,7 @@ class FeatureRequirement:
 
 def require_feature(feature: str, *, message: str | None = None) -> FeatureRequirement:
     """
-    Return a dependency that answers 403 ``{"error": message, "feature": feature}``
+    Return a dependency that responds 403 ``{"error": message, "feature": feature}``
     unless the current user is entitled to ``feature``.
     """
     return FeatureRequirement(feature, message)
@@ -223,7 +225,7 @@ def deduct_credits(
     """
     Return a dependency that deducts ``amount`` credits before the handler runs.
 
-    A short balance answers 402 and the handler does not run; a handler that then
+    A short balance gets a 402 response and the handler does not run; a handler that then
     raises gets the credits refunded like any deduction of ``Credits``.
     """
     return CreditCharge(amount, description)

@@ -18,7 +18,11 @@ Every exception derives from ``AlderoError``::
         ├── RateLimitedError          429: too many requests, see ``retry_after``
         └── ServerError               5xx: a fault on the service side
 
-Messages never contain an API key, a token or a webhook secret.
+Three more subclasses live next to the code that raises them:
+``auth.InvalidTokenError`` (a rejected bearer token), ``jwks.AuthUnavailableError``
+(no signing keys could be fetched yet) and ``webhooks.InvalidWebhookError`` (a webhook
+that failed verification). Messages never contain an API key, a token or a webhook
+secret.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class AlderoError(Exception):
     """
     Base of every error raised by this package.
 
-    ``status_code`` is the HTTP status the service answered with, or None when no
+    ``status_code`` is the HTTP status of the service's response, or None when no
     response was received. ``code`` is the service's snake_case error code.
     """
 
@@ -98,13 +102,13 @@ class AlderoConnectionError(AlderoTransportError):
 
 class AlderoTimeoutError(AlderoTransportError):
     """
-    The service did not answer within the configured timeout.
+    The service did not respond within the configured timeout.
     """
 
 
 class AlderoAPIError(AlderoError):
     """
-    The service answered with an error status.
+    The service responded with an error status.
     """
 
 

@@ -116,7 +116,7 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
     # FastAPI's default handler echoes each invalid input, which fails to render for
     # NaN, infinities and lone surrogates (a 500) and can echo megabytes back. This
     # one keeps FastAPI's shape without the inputs, and escapes non-ASCII text because
-    # a location can name a body key that holds a lone surrogate.
+    # a location can name a body key that contains a lone surrogate.
     details = [
         {
             "type": str(item.get("type", "")),
@@ -133,7 +133,7 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = getattr(error, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_SECONDS
         logger.warning(
-            "Aldero unavailable during %s %s (%s, request %s); answering 503",
+            "Aldero unavailable during %s %s (%s, request %s); responding with 503",
             request.method,
             request.url.path,
             type(error).__name__,

@@ -255,7 +255,7 @@ class Aldero:
         verifier = TokenVerifier.from_settings(settings, self.http_client)
         if verifier is None and self.user_resolver is None:
             logger.warning(
-                "No user authentication is configured: routes that need CurrentUser answer "
+                "No user authentication is configured: routes that need CurrentUser respond "
                 "503 until ALDERO_AUTH_JWT_SECRET or ALDERO_AUTH_JWKS_URL is set or a "
                 "user_resolver is passed to Aldero()"
             )

@@ -7,7 +7,7 @@ from contextvars import ContextVar
 
 __all__ = ["current_request_id", "new_request_id", "request_id_for_call"]
 
-# Set by the plugin for each incoming request; read by the client so that the
+# The plugin sets it for each incoming request. The client reads it, so that the
 # X-Request-Id of an upstream call matches the request that caused it.
 current_request_id: ContextVar[str | None] = ContextVar("aldero_request_id", default=None)
 

@@ -133,7 +133,7 @@ def _aldero_emulator_server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def aldero_emulator(_aldero_emulator_server: EmulatorServer) -> EmulatorServer:
-    """The emulator as a real server on a free loopback port, reset to its seed data."""
+    """Reset the shared emulator server to its seed data and return it."""
     response = httpx.post(f"{_aldero_emulator_server.admin_url}/reset", timeout=10)
     response.raise_for_status()
     return _aldero_emulator_server

@@ -2,9 +2,9 @@
 
 Usage: ``python -m benchmarks.load [--seconds 10] [--rounds 3] [--connections 32]``
 
-Needs ``wrk`` on the PATH (Debian package ``wrk``). One uvicorn worker serves the app;
-wrk runs in a second process with one thread; the emulator is a third process that
-only the naive route calls. Rounds interleave the routes so that drift of the
+Needs ``wrk`` on the PATH (Debian package ``wrk``). One uvicorn worker serves the app,
+and wrk runs in a second process with one thread. The emulator is a third process,
+which only the naive route calls. Rounds interleave the routes so that drift of the
 machine affects all of them alike; the table reports the median round.
 """
 

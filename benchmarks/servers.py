@@ -30,7 +30,7 @@ def free_port() -> int:
 @contextmanager
 def emulator_process() -> Iterator[str]:
     """Run ``python -m aldero_fastapi.emulator`` on a free port and yield its base URL."""
-    # Output goes to a file: a pipe that nobody reads fills up and blocks the emulator.
+    # Output goes to a file, because an unread pipe fills up and blocks the emulator.
     with tempfile.TemporaryFile(mode="w+") as output:
         process = subprocess.Popen(
             [

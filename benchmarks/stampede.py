@@ -3,8 +3,8 @@
 Usage: ``python -m benchmarks.stampede [--requests 1000]``
 
 The app runs under one uvicorn worker and the emulator in a separate process. The
-gated route should cause one entitlements fetch however many requests arrive at once;
-the naive route, which fetches on every request, is shown for comparison.
+gated route should cause one entitlements fetch however many requests arrive at once.
+The naive route, which fetches on every request, is shown for comparison.
 """
 
 from __future__ import annotations

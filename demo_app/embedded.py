@@ -55,7 +55,7 @@ def start_embedded_emulator(
     webhooks straight into ``demo_app`` at ``webhook_path``, so that changes made
     through the admin routes reach the demo's cache at once.
     """
-    # Owner only: the folder holds the token secret and the emulator's database.
+    # Owner only, because the folder contains the token secret and the emulator's database.
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     database_path = state_dir / DATABASE_NAME
 
@@ -114,7 +114,7 @@ class EmulatorMount:
     ASGI app mounted at ``/aldero`` that forwards to the emulator once it is started.
 
     The mount exists from import time, but whether the emulator runs is only known when
-    the lifespan reads the settings; until then, and with a real tenant, it answers 404.
+    the lifespan reads the settings. Until then, and with a real tenant, it responds 404.
     """
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """The demo app: ``uvicorn demo_app.main:app``.
 
 With no Aldero settings in the environment it runs on the embedded emulator, mounted
-at ``/aldero``; with the settings of a real tenant it uses them and the emulator is off.
+at ``/aldero``. With the settings of a real tenant it uses them, and the emulator is off.
 """
 
 from __future__ import annotations
