@@ -202,8 +202,17 @@ def test_repeated_key_sends_one_fax(demo_env: Path) -> None:
         # Sends start right after each response; give any duplicate time to land.
         time.sleep(0.5)
         sent = _notifications(client, "alice", 1)
+        ledger = client.get(
+            "/aldero/v1/tenants/myapp/billing/users/alice/credits",
+            headers={"Authorization": "Bearer bil_emulator_key"},
+        ).json()
+        me = client.get("/api/me", headers=headers).json()
 
     assert {response.status_code for response in responses} == {200}
     assert len({response.text for response in responses}) == 1
+    fax_id = responses[0].json()["faxId"]
+    assert [row["referenceId"] for row in ledger["transactions"]].count(fax_id) == 1
+    assert ledger["balance"] == 8
+    assert me["credits"] == 8
     assert len(first) == 1
     assert len(sent) == 1

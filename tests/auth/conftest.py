@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from aldero_fastapi.auth import AuthenticatedUser, TokenVerifier
+from aldero_fastapi.dependencies import CurrentUser
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.resolvers import bearer_token_user
 from aldero_fastapi.settings import AlderoSettings
@@ -57,13 +58,19 @@ async def _render_aldero_error(request: Request, error: Exception) -> JSONRespon
 
 
 def build_app(verifier: TokenVerifier | None) -> FastAPI:
-    """Build an app whose GET /me needs bearer_token_user and returns the user id."""
+    """Build an app whose GET /me needs CurrentUser, whose GET /resolver needs bearer_token_user."""
     app = FastAPI()
     app.state.aldero = SimpleNamespace(token_verifier=verifier)
     app.add_exception_handler(AlderoHTTPException, _render_aldero_error)
 
     @app.get("/me")
-    async def me(user: Annotated[AuthenticatedUser, Depends(bearer_token_user)]) -> dict[str, str]:
+    async def me(user: CurrentUser) -> dict[str, str]:
+        return {"id": user.id}
+
+    @app.get("/resolver")
+    async def resolver(
+        user: Annotated[AuthenticatedUser, Depends(bearer_token_user)],
+    ) -> dict[str, str]:
         return {"id": user.id}
 
     return app

@@ -176,14 +176,18 @@ def expected_body(case: Case) -> dict[str, str]:
     return {"error": "Invalid token", "reason": case.reason}
 
 
-async def send(client: httpx.AsyncClient, authorization: str | None) -> httpx.Response:
+async def send(
+    client: httpx.AsyncClient, authorization: str | None, path: str = "/me"
+) -> httpx.Response:
     headers = {"Authorization": authorization} if authorization is not None else {}
-    return await client.get("/me", headers=headers)
+    return await client.get(path, headers=headers)
 
 
+@pytest.mark.parametrize("path", ["/me", "/resolver"], ids=["current-user", "bearer-resolver"])
 @pytest.mark.parametrize("case", cases_for("hs256"))
 async def test_hs256_rejects(
     case: Case,
+    path: str,
     rsa_key: rsa.RSAPrivateKey,
     other_rsa_key: rsa.RSAPrivateKey,
     http_client: httpx.AsyncClient,
@@ -193,7 +197,7 @@ async def test_hs256_rejects(
     signer = hs256_signer(rsa_key, other_rsa_key)
 
     async with app_client(build_app(verifier)) as client:
-        response = await send(client, case.authorization(signer))
+        response = await send(client, case.authorization(signer), path)
 
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == expected_challenge(case)
