@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -41,7 +42,27 @@ class EmbeddedEmulator:
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """Return a transport that sends the client's requests straight into the emulator app."""
-        return httpx.ASGITransport(app=self.app)
+        return TimedASGITransport(app=self.app)
+
+
+class TimedASGITransport(httpx.ASGITransport):
+    """
+    An ASGI transport that enforces the request's read timeout.
+
+    httpx.ASGITransport ignores timeouts, so without this a latency fault in the
+    embedded emulator would hold a demo request for as long as the fault says.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        read_timeout = timeouts.get("read")
+        try:
+            return await asyncio.wait_for(super().handle_async_request(request), read_timeout)
+        except asyncio.TimeoutError:
+            raise httpx.ReadTimeout(
+                f"the embedded emulator did not respond within {read_timeout} s",
+                request=request,
+            ) from None
 
 
 def start_embedded_emulator(

@@ -216,3 +216,31 @@ def test_repeated_key_sends_one_fax(demo_env: Path) -> None:
     assert me["credits"] == 8
     assert len(first) == 1
     assert len(sent) == 1
+
+
+def test_embedded_emulator_timeout_enforced(
+    demo_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from demo_app.main import app
+
+    monkeypatch.setenv("ALDERO_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("ALDERO_MAX_RETRIES", "0")
+
+    with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        alice = _token(client, "alice")
+        client.post(
+            "/aldero/_emulator/faults",
+            json={
+                "method": "GET",
+                "path": "/billing/users/*/entitlements",
+                "action": "none",
+                "latencyMs": 5000,
+            },
+        )
+        started = time.monotonic()
+        response = client.get("/api/me", headers=alice)
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 503
+    assert response.json() == {"error": "Billing service unavailable"}
+    assert elapsed < 3
