@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from aldero_fastapi.errors import (
-    AlderoTransportError,
+    ConfigurationError,
     ConflictError,
     InsufficientCreditsError,
-    ServerError,
+    InvalidRequestError,
 )
 from aldero_fastapi.models import CreditAdjustmentResult, CreditLedgerPage
 from aldero_fastapi.refunds import PendingRefund, RefundQueue
@@ -33,9 +33,10 @@ MAX_REFERENCE_LENGTH = 200
 # The bound stops a loop if the ledger never shows the refund as expected.
 MAX_REFERENCE_GENERATIONS = 5
 
-# Errors after which a deduction may or may not have been applied: the service can
-# commit the adjustment and then fail, or the connection can drop after the commit.
-UNCERTAIN_OUTCOME_ERRORS = (AlderoTransportError, ServerError, ConflictError)
+# Errors after which the deduction was certainly not applied. After any other error,
+# or a cancellation, it may have been: the service can commit and then fail, and the
+# client's retries can end on a definite error after an earlier attempt was dropped.
+NOT_APPLIED_ERRORS = (InsufficientCreditsError, InvalidRequestError, ConfigurationError)
 
 
 class CreditLedger(Protocol):
@@ -156,6 +157,7 @@ class CreditSession:
         self._idempotency_scope = idempotency_scope
         self.user_id = user_id
         self.deductions: list[Deduction] = []
+        self._positions = 0
         self._refunded = False
 
     @property
@@ -185,10 +187,12 @@ class CreditSession:
                 "deduct inside the request handler, not after it failed"
             )
 
-        position = len(self.deductions) + 1
+        # Taken before the first await, so concurrent deductions get distinct positions.
+        self._positions += 1
+        position = self._positions
         result = await self._deduct_once(amount, description, reference_id, position)
 
-        self.deductions.append(
+        await self._record(
             Deduction(
                 reference_id=result.transaction.reference_id or "",
                 transaction_id=result.transaction.id,
@@ -234,6 +238,20 @@ class CreditSession:
         for refund in refunds:
             await self._refunds.refund(refund)
 
+    async def _record(self, deduction: Deduction) -> None:
+        self.deductions.append(deduction)
+        if not self._refunded:
+            return
+
+        # The request already failed and refunded while this deduction was in flight,
+        # for example beside a task of asyncio.gather that raised.
+        logger.warning(
+            "Deduction %s of user %s finished after its request failed; refunding it",
+            deduction.reference_id,
+            self.user_id,
+        )
+        await self._refunds.refund(self._pending_refund(deduction))
+
     async def _deduct_once(
         self, amount: int, description: str, reference_id: str | None, position: int
     ) -> CreditAdjustmentResult:
@@ -248,7 +266,11 @@ class CreditSession:
             result = await self._adjust(amount, description, derived)
             if not result.replayed:
                 return result
-            if not await self._was_reversed(result.transaction.id):
+            # A refund still being retried in the background counts as reversed: it
+            # will land, so the replayed charge must not pay for this request.
+            if not self._refunds.is_pending(derived) and not await self._was_reversed(
+                result.transaction.id
+            ):
                 return result
             logger.info(
                 "Deduction %s of user %s was refunded after an earlier failure; "
@@ -274,7 +296,9 @@ class CreditSession:
                 description=description,
                 reference_id=reference_id,
             )
-        except UNCERTAIN_OUTCOME_ERRORS as error:
+        except NOT_APPLIED_ERRORS:
+            raise
+        except BaseException as error:
             # Remembered so that a failing request refunds it if it did land.
             logger.warning(
                 "Deduction %s of %d credits for user %s failed with %s; it may have been "
@@ -284,15 +308,15 @@ class CreditSession:
                 self.user_id,
                 type(error).__name__,
             )
-            self.deductions.append(
-                Deduction(
-                    reference_id=reference_id,
-                    transaction_id=None,
-                    amount=amount,
-                    description=description,
-                    balance=None,
-                )
+            uncertain = Deduction(
+                reference_id=reference_id,
+                transaction_id=None,
+                amount=amount,
+                description=description,
+                balance=None,
             )
+            # Shielded, because a cancelled deduction must still be recorded.
+            await asyncio.shield(self._record(uncertain))
             raise
 
     def _derived_reference(self, position: int, generation: int) -> str:

@@ -175,19 +175,49 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
 
     The handler's exception, including ``HTTPException`` and cancellation, is re-raised
     after the refunds, so the client still receives the handler's own response.
+
+    Raises:
+        AlderoHTTPException: 409 with ``Retry-After`` while another request of the same
+            user with the same ``Idempotency-Key`` is running in this process.
     """
     aldero = started_aldero(request)
+    scope = _idempotency_scope(request)
+    if scope is not None:
+        # The user is part of the scope, so two users who pick the same key never
+        # share reference ids.
+        scope = f"{user.id} {scope}"
     session = CreditSession(
         aldero.ledger,
         aldero.refunds,
         user_id=user.id,
-        idempotency_scope=_idempotency_scope(request),
+        idempotency_scope=scope,
     )
+
+    if scope is None:
+        try:
+            yield session
+        except BaseException as error:
+            await session.refund_all(f"the request failed with {type(error).__name__}")
+            raise
+        return
+
+    # Two attempts with one key share reference ids, so one attempt's refund would
+    # reverse the charge the other reports as paid. The second attempt waits its turn.
+    if scope in aldero.idempotent_requests:
+        logger.info("Request of user %s repeats a key still in progress; responding 409", user.id)
+        raise AlderoHTTPException(
+            409,
+            "A request with this Idempotency-Key is still in progress",
+            headers={"Retry-After": "1"},
+        )
+    aldero.idempotent_requests.add(scope)
     try:
         yield session
     except BaseException as error:
         await session.refund_all(f"the request failed with {type(error).__name__}")
         raise
+    finally:
+        aldero.idempotent_requests.discard(scope)
 
 
 Credits = Annotated[CreditSession, Depends(credit_session)]

@@ -32,6 +32,9 @@ __all__ = ["RequestIdMiddleware", "install_exception_handlers", "install_request
 logger = logging.getLogger("aldero_fastapi.handlers")
 
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+# The code CreditSession gives an Idempotency-Key whose charges were refunded too often.
+TOO_MANY_RETRIES_CODE = "too_many_retries"
 MAX_REQUEST_ID_LENGTH = 128
 
 
@@ -130,6 +133,10 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
 
 
 async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
+    if isinstance(error, ConflictError) and error.code == TOO_MANY_RETRIES_CODE:
+        logger.warning("%s %s: %s", request.method, request.url.path, error.message)
+        return JSONResponse({"error": error.message}, status_code=409)
+
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = getattr(error, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_SECONDS
         logger.warning(

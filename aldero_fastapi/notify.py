@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ class NotificationSender:
         """
         client = self._require_client()
         notification = _notification(template_name, channel, to, variables)
-        key = idempotency_key or self._next_key()
+        key = idempotency_key or self._next_key(to)
         return await client.send(notification, idempotency_key=key)
 
     def send_after_response(
@@ -142,7 +143,7 @@ class NotificationSender:
         """Queue the template to be sent once the handler has returned successfully."""
         self._require_client()
         notification = _notification(template_name, channel, to, variables)
-        key = idempotency_key or self._next_key()
+        key = idempotency_key or self._next_key(to)
         self.queued.append(QueuedNotification(notification, key))
 
     def flush(self) -> None:
@@ -162,11 +163,14 @@ class NotificationSender:
             )
         self.queued.clear()
 
-    def _next_key(self) -> str | None:
+    def _next_key(self, recipient: str) -> str | None:
         self._count += 1
         if self._idempotency_digest is None:
             return None
-        return f"idem_{self._idempotency_digest}-notification-{self._count}"
+        # The recipient is part of the key, so that two clients who pick the same
+        # Idempotency-Key do not suppress each other's notifications.
+        recipient_digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+        return f"idem_{self._idempotency_digest}-{recipient_digest}-notification-{self._count}"
 
     def _require_client(self) -> NotificationClient:
         if self._client is None:

@@ -77,6 +77,8 @@ class Aldero:
         self.ledger: TrackedLedger
         self.refunds: RefundQueue
         self.background_sends: BackgroundSends
+        # Idempotency scopes of the requests with credit sessions running right now.
+        self.idempotent_requests: set[str]
         self.webhook_events: EventDeduplicator
         self._clients: list[AlderoClient] = []
 
@@ -172,13 +174,14 @@ class Aldero:
             backoff_seconds=settings.refund_backoff_seconds,
         )
         self.background_sends = BackgroundSends()
+        self.idempotent_requests = set()
         self.webhook_events = EventDeduplicator()
         self.token_verifier = self._token_verifier(settings)
 
         self._started = True
         logger.info(
             "Aldero started for %s (notifications %s, entitlements TTL %.0f s, cache size %d)",
-            settings.resolved_base_url,
+            settings.loggable_base_url,
             "on" if self.notifications is not None else "off",
             settings.entitlements_ttl_seconds,
             settings.entitlements_cache_size,

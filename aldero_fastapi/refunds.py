@@ -70,6 +70,8 @@ class RefundQueue:
         self._sleep = sleep
         self._random = random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Deduction reference ids whose refund is still being retried.
+        self._pending_deductions: set[str] = set()
         self.succeeded = 0
         self.failed = 0
 
@@ -95,6 +97,10 @@ class RefundQueue:
             self._give_up(refund, error, attempts=1)
             return False
         return True
+
+    def is_pending(self, deduction_reference_id: str) -> bool:
+        """Return whether the refund of that deduction is still being retried in the background."""
+        return deduction_reference_id in self._pending_deductions
 
     @property
     def pending(self) -> int:
@@ -131,9 +137,13 @@ class RefundQueue:
         )
 
     def _schedule_retries(self, refund: PendingRefund) -> None:
+        self._pending_deductions.add(refund.deduction_reference_id)
         task = asyncio.get_running_loop().create_task(self._retry(refund))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(
+            lambda _task: self._pending_deductions.discard(refund.deduction_reference_id)
+        )
 
     async def _retry(self, refund: PendingRefund) -> None:
         # The first attempt already happened inside the request.

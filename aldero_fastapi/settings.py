@@ -101,7 +101,7 @@ class AlderoSettings(BaseSettings):
     auth_max_token_bytes: int = Field(default=8192, ge=256)
 
     # Refunds of failed requests.
-    refund_max_attempts: int = Field(default=5, ge=1)
+    refund_max_attempts: int = Field(default=8, ge=1)
     refund_backoff_seconds: float = Field(default=0.5, ge=0)
 
     @field_validator("billing_api_key")
@@ -159,6 +159,15 @@ class AlderoSettings(BaseSettings):
                     "algorithm, which a JWKS URL cannot verify; use RS256 or ES256"
                 )
         return self
+
+    @property
+    def loggable_base_url(self) -> str | None:
+        """The base URL without any user name or password it carries, for log lines."""
+        url = self.resolved_base_url
+        if url is None or "@" not in url:
+            return url
+        scheme, separator, rest = url.partition("://")
+        return f"{scheme}{separator}{rest.split('@', 1)[1]}"
 
     @property
     def resolved_base_url(self) -> str | None:

@@ -1,6 +1,7 @@
 """Helpers and pytest fixtures for testing apps that use aldero_fastapi.
 
-Enable the fixtures in a ``conftest.py`` with ``pytest_plugins = ["aldero_fastapi.testing"]``:
+Enable the fixtures in a ``conftest.py`` with ``pytest_plugins = ["aldero_fastapi.testing"]``
+(they need pytest; the other helpers do not):
 
 - ``aldero_emulator``: the emulator as a real server on a free loopback port, reset
   for each test;
@@ -14,21 +15,20 @@ Outside pytest, ``override_user`` replaces the authenticated user of an app, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 from fastapi import FastAPI
 
 from aldero_fastapi.dependencies import current_user
 from aldero_fastapi.emulator import (
     DEFAULT_BILLING_KEY,
     DEFAULT_NOTIFICATION_KEY,
-    EmulatorConfig,
     EmulatorServer,
 )
 from aldero_fastapi.emulator.server import BackgroundServer
@@ -125,21 +125,14 @@ class AppServer(BackgroundServer):
         await asyncio.to_thread(self.stop)
 
 
-@pytest.fixture(scope="session")
-def _aldero_emulator_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorConfig()) as server:
-        yield server
-
-
-@pytest.fixture
-def aldero_emulator(_aldero_emulator_server: EmulatorServer) -> EmulatorServer:
-    """Reset the shared emulator server to its seed data and return it."""
-    response = httpx.post(f"{_aldero_emulator_server.admin_url}/reset", timeout=10)
-    response.raise_for_status()
-    return _aldero_emulator_server
-
-
-@pytest.fixture
-def aldero_settings(aldero_emulator: EmulatorServer) -> AlderoSettings:
-    """Settings that point at ``aldero_emulator`` and accept tokens from ``make_token``."""
-    return emulator_settings(aldero_emulator)
+# The fixtures need pytest; the helpers above work without it.
+with contextlib.suppress(ImportError):
+    from aldero_fastapi.pytest_plugin import (
+        _aldero_emulator_server as _aldero_emulator_server,
+    )
+    from aldero_fastapi.pytest_plugin import (
+        aldero_emulator as aldero_emulator,
+    )
+    from aldero_fastapi.pytest_plugin import (
+        aldero_settings as aldero_settings,
+    )

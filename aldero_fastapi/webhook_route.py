@@ -6,6 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.requests import ClientDisconnect
 
 from aldero_fastapi.dependencies import get_aldero
 from aldero_fastapi.http_errors import AlderoHTTPException
@@ -15,6 +16,9 @@ from aldero_fastapi.webhooks import SIGNATURE_HEADER, InvalidWebhookError, verif
 __all__ = ["build_webhook_router"]
 
 logger = logging.getLogger("aldero_fastapi.webhooks")
+
+# Aldero events are small JSON documents; anything larger is not one of them.
+MAX_WEBHOOK_BYTES = 64 * 1024
 
 
 def build_webhook_router(path: str) -> APIRouter:
@@ -30,7 +34,7 @@ def build_webhook_router(path: str) -> APIRouter:
             logger.error("Webhook received but ALDERO_WEBHOOK_SECRET is not set; rejecting it")
             raise AlderoHTTPException(503, "Webhooks are not configured")
 
-        payload = await request.body()
+        payload = await _read_body(request)
         try:
             event = verify_webhook(
                 payload,
@@ -59,3 +63,21 @@ def build_webhook_router(path: str) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+async def _read_body(request: Request) -> bytes:
+    # Read in chunks and stop early, because the route is reachable without credentials
+    # until the signature is checked.
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BYTES:
+                logger.warning("Rejected a webhook body larger than %d bytes", MAX_WEBHOOK_BYTES)
+                raise AlderoHTTPException(413, "Webhook body too large", limit=MAX_WEBHOOK_BYTES)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        logger.info("A webhook sender disconnected before sending the whole body")
+        raise AlderoHTTPException(400, "Incomplete webhook body") from None
+    return b"".join(chunks)

@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         emulator_mount.target = None
         aldero.configure(settings=settings)
-        logger.info("Using the Aldero tenant at %s", settings.resolved_base_url)
+        logger.info("Using the Aldero tenant at %s", settings.loggable_base_url)
 
     async with aldero.lifespan(app):
         yield

@@ -94,6 +94,28 @@ def build_app(settings: AlderoSettings, **aldero_options: Any) -> tuple[FastAPI,
         await app.state.release.wait()
         raise HTTPException(status_code=502, detail="Fax gateway failed")
 
+    @app.post("/pay-wait")
+    async def pay_wait(credits: Credits, fail: bool = False) -> dict[str, int]:
+        result = await credits.deduct(4, "Paid wait")
+        app.state.deducted.set()
+        await app.state.release.wait()
+        if fail:
+            raise HTTPException(status_code=502, detail="Fax gateway failed")
+        return {"balance": result.balance}
+
+    @app.post("/charge-three-at-once")
+    async def charge_three_at_once(credits: Credits) -> dict[str, int]:
+        await asyncio.gather(*(credits.deduct(1, "Page") for _ in range(3)))
+        return {"deducted": credits.total_deducted}
+
+    @app.post("/charge-beside-failure")
+    async def charge_beside_failure(credits: Credits) -> None:
+        async def fail_soon() -> None:
+            await asyncio.sleep(0.05)
+            raise HTTPException(status_code=502, detail="Sibling failed")
+
+        await asyncio.gather(credits.deduct(2, "Beside a failure"), fail_soon())
+
     @app.post("/charge-then-cancel")
     async def charge_then_cancel(credits: Credits) -> None:
         await credits.deduct(1, "Before a cancellation")

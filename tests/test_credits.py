@@ -11,7 +11,15 @@ import pytest
 from aldero_fastapi.emulator import EmulatorServer
 from aldero_fastapi.settings import AlderoSettings
 from aldero_fastapi.testing import AppServer, lifespan_client, make_token
-from tests.plugin_apps import auth, build_app, emulator_user, ledger, served_requests, set_user
+from tests.plugin_apps import (
+    add_fault,
+    auth,
+    build_app,
+    emulator_user,
+    ledger,
+    served_requests,
+    set_user,
+)
 
 ALICE = auth(make_token("alice"))
 BOB = auth(make_token("bob"))
@@ -351,3 +359,81 @@ async def test_reused_key_other_body_422(
     assert second.status_code == 422
     assert second.json()["error"] == "Idempotency-Key reused with a different request"
     assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 8
+
+
+async def test_concurrent_same_key_409(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+    headers = {**ALICE, "Idempotency-Key": "in-progress"}
+
+    async with lifespan_client(app) as client:
+        first = asyncio.create_task(client.post("/pay-wait", headers=headers))
+        await asyncio.wait_for(app.state.deducted.wait(), timeout=10)
+        second = await client.post("/pay-wait", headers=headers)
+        app.state.release.set()
+        first_response = await first
+
+    assert second.status_code == 409
+    assert second.headers["retry-after"] == "1"
+    assert first_response.status_code == 200
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 6
+
+
+async def test_same_key_other_user_charged(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        alice = await client.post("/charge/1", headers={**ALICE, "Idempotency-Key": "k-1"})
+        bob = await client.post("/charge/1", headers={**BOB, "Idempotency-Key": "k-1"})
+
+    assert alice.json()["balance"] == 9
+    assert bob.json()["balance"] == 2
+    assert alice.json()["referenceId"] != bob.json()["referenceId"]
+
+
+async def test_parallel_deductions_distinct_references(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, _ = build_app(aldero_settings)
+    headers = {**ALICE, "Idempotency-Key": "three-pages"}
+
+    async with lifespan_client(app) as client:
+        first = await client.post("/charge-three-at-once", headers=headers)
+        repeat = await client.post("/charge-three-at-once", headers=headers)
+
+    assert first.json() == {"deducted": 3}
+    assert repeat.json() == {"deducted": 3}
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 7
+    assert state["ledgerSum"] == 7
+
+
+async def test_deduction_landing_after_failure_refunded(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, aldero = build_app(aldero_settings)
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="none",
+        latencyMs=300,
+        count=1,
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge-beside-failure", headers=ALICE)
+        # The deduction lands about 300 ms after the response; its refund follows.
+        for _ in range(100):
+            if aldero.refunds.succeeded:
+                break
+            await asyncio.sleep(0.05)
+
+    assert response.status_code == 502
+    assert (await emulator_user(aldero_emulator, "alice"))["credits"] == 10
+    refunds = [row for row in await ledger(aldero_emulator, "alice") if row["type"] == "refund"]
+    assert [row["amount"] for row in refunds] == [2]
+    assert aldero.refunds.succeeded == 1

@@ -163,3 +163,34 @@ async def test_uncertain_deduction_refunded(
     assert sum(row["amount"] for row in rows if row["type"] == "usage") == -3
     assert sum(row["amount"] for row in rows if row["type"] == "refund") == 3
     assert aldero.refunds.succeeded == 1
+
+
+async def test_retry_during_background_refund_charged(aldero_emulator: EmulatorServer) -> None:
+    settings = emulator_settings(
+        aldero_emulator, max_retries=0, refund_max_attempts=5, refund_backoff_seconds=0.5
+    )
+    app, aldero = build_app(settings)
+    headers = {**ALICE, "Idempotency-Key": "fax-77"}
+
+    async with lifespan_client(app) as client:
+        first = asyncio.create_task(client.post("/pay-wait?fail=true", headers=headers))
+        await asyncio.wait_for(app.state.deducted.wait(), timeout=10)
+        # The request's own refund attempt meets this 503 and goes to the background.
+        await add_fault(
+            aldero_emulator,
+            method="POST",
+            path="/billing/users/*/credits",
+            action="status",
+            status=503,
+            count=1,
+        )
+        app.state.release.set()
+        failed = await first
+        retried = await client.post("/pay-wait", headers=headers)
+        await aldero.refunds.drain(timeout=10)
+
+    assert failed.status_code == 502
+    assert retried.status_code == 200
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 6
+    assert state["ledgerSum"] == 6

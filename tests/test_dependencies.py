@@ -443,3 +443,30 @@ async def test_non_ascii_request_id_ignored(
     assert response.status_code == 200
     fetches = await served_requests(aldero_emulator, **ALICE_FETCHES)
     assert fetches[0]["requestId"].startswith("req_")
+
+
+async def test_same_key_two_users_both_notified(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, aldero = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        await client.post("/notify/ok", headers={**ALICE, "Idempotency-Key": "shared"})
+        await client.post("/notify/ok", headers={**BOB, "Idempotency-Key": "shared"})
+        await aldero.background_sends.drain(timeout=10)
+
+    assert len(await _notifications(aldero_emulator, "alice")) == 1
+    assert len(await _notifications(aldero_emulator, "bob")) == 1
+    assert aldero.background_sends.failed == 0
+
+
+async def test_webhook_oversized_body_413(aldero_emulator: EmulatorServer) -> None:
+    settings = emulator_settings(aldero_emulator, webhook_secret=WEBHOOK_SECRET)
+    app, aldero = build_app(settings)
+    app.include_router(aldero.webhook_router())
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/webhooks/aldero", content=b"x" * (65 * 1024))
+
+    assert response.status_code == 413
+    assert response.json() == {"error": "Webhook body too large", "limit": 65536}

@@ -148,3 +148,11 @@ def test_repr_hides_secrets() -> None:
 def test_emulator_mode_without_tenant() -> None:
     assert load_settings().uses_emulator is True
     assert AlderoSettings.model_validate({"billing_api_key": "bil_x"}).uses_emulator is False
+
+
+def test_loggable_url_hides_credentials() -> None:
+    settings = AlderoSettings.model_validate(
+        {"base_url": "https://user:url-password@aldero.example/v1/tenants/myapp"}
+    )
+
+    assert settings.loggable_base_url == "https://aldero.example/v1/tenants/myapp"
