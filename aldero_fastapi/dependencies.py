@@ -203,6 +203,8 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
 
     # Two attempts with one key share reference ids, so one attempt's refund would
     # reverse the charge the other reports as paid. The second attempt waits its turn.
+    # NOTE: this guard is per process; two workers that receive the same key at once
+    # are not kept apart.
     if scope in aldero.idempotent_requests:
         logger.info("Request of user %s repeats a key still in progress; responding 409", user.id)
         raise AlderoHTTPException(
