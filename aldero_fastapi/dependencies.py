@@ -193,33 +193,31 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
         idempotency_scope=scope,
     )
 
-    if scope is None:
-        try:
-            yield session
-        except BaseException as error:
-            await session.refund_all(f"the request failed with {type(error).__name__}")
-            raise
-        return
-
     # Two attempts with one key share reference ids, so one attempt's refund would
-    # reverse the charge the other reports as paid. The second attempt waits its turn.
+    # reverse the charge the other reports as paid. The second attempt gets 409 and
+    # retries once the first has finished.
     # NOTE: this guard is per process; two workers that receive the same key at once
     # are not kept apart.
-    if scope in aldero.idempotent_requests:
-        logger.info("Request of user %s repeats a key still in progress; responding 409", user.id)
-        raise AlderoHTTPException(
-            409,
-            "A request with this Idempotency-Key is still in progress",
-            headers={"Retry-After": "1"},
-        )
-    aldero.idempotent_requests.add(scope)
+    if scope is not None:
+        if scope in aldero.idempotent_requests:
+            logger.info(
+                "Request of user %s repeats a key still in progress; responding 409", user.id
+            )
+            raise AlderoHTTPException(
+                409,
+                "A request with this Idempotency-Key is still in progress",
+                headers={"Retry-After": "1"},
+            )
+        aldero.idempotent_requests.add(scope)
+
     try:
         yield session
     except BaseException as error:
         await session.refund_all(f"the request failed with {type(error).__name__}")
         raise
     finally:
-        aldero.idempotent_requests.discard(scope)
+        if scope is not None:
+            aldero.idempotent_requests.discard(scope)
 
 
 Credits = Annotated[CreditSession, Depends(credit_session)]
