@@ -99,7 +99,7 @@ class CacheStats:
 
     ``misses`` counts calls that found no fresh local entry, including calls that joined a
     fetch already in flight. ``fetches`` counts upstream calls, and ``errors`` the failed
-    ones, including those answered with a stale entry. ``shared_hits`` counts entries read
+    ones, including those served with a stale entry. ``shared_hits`` counts entries read
     from the shared backend, and ``remote_invalidations`` the invalidations received from
     other processes.
     """
@@ -428,7 +428,7 @@ class EntitlementsCache:
     def _finish_fetch_task(self, task: asyncio.Task[Entitlements]) -> None:
         self._fetch_tasks.discard(task)
 
-        # When every waiter was cancelled, nobody reads the exception. Reading it here keeps
+        # When every waiter was cancelled, no waiter reads the exception. Reading it here keeps
         # asyncio from logging "exception was never retrieved" for an error already counted.
         if not task.cancelled():
             task.exception()

@@ -10,7 +10,7 @@ cannot resolve string annotations on the ``__call__`` of a callable instance suc
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -22,6 +22,7 @@ from aldero_fastapi.errors import (
     RateLimitedError,
     ServerError,
 )
+from aldero_fastapi.handlers import retry_after_seconds
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
@@ -47,9 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aldero_fastapi.dependencies")
-
-# Seconds a client is asked to wait when the billing service is unavailable.
-UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -104,7 +102,7 @@ async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitl
     try:
         return await aldero.entitlements.get(user.id)
     except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
-        retry_after = _retry_after(error)
+        retry_after = retry_after_seconds(error)
         logger.warning(
             "Entitlements of user %s are unavailable (%s); responding with 503",
             user.id,
@@ -255,8 +253,8 @@ def deduct_credits(
     """
     Return a dependency that deducts ``amount`` credits before the handler runs.
 
-    A short balance gets a 402 response and the handler does not run; a handler that then
-    raises gets the credits refunded like any deduction of ``Credits``.
+    A short balance gets a 402 response, and the handler does not run. A handler that
+    raises afterwards gets the credits refunded like any deduction of ``Credits``.
     """
     return CreditCharge(amount, description)
 
@@ -296,10 +294,3 @@ def _idempotency_scope(request: Request) -> str | None:
         )
     # The route is part of the scope, so one key reused on two routes charges both.
     return f"{request.method} {request.url.path} {key}"
-
-
-def _retry_after(error: Any) -> int:
-    seconds = getattr(error, "retry_after", None)
-    if isinstance(seconds, (int, float)) and seconds > 0:
-        return max(1, round(seconds))
-    return UNAVAILABLE_RETRY_AFTER_SECONDS

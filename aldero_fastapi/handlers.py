@@ -27,7 +27,12 @@ from aldero_fastapi.errors import (
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.request_context import current_request_id
 
-__all__ = ["RequestIdMiddleware", "install_exception_handlers", "install_request_id"]
+__all__ = [
+    "RequestIdMiddleware",
+    "install_exception_handlers",
+    "install_request_id",
+    "retry_after_seconds",
+]
 
 logger = logging.getLogger("aldero_fastapi.handlers")
 
@@ -36,6 +41,14 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 # The code CreditSession gives an Idempotency-Key whose charges were refunded too often.
 TOO_MANY_RETRIES_CODE = "too_many_retries"
 MAX_REQUEST_ID_LENGTH = 128
+
+
+def retry_after_seconds(error: AlderoError) -> int:
+    """Return the whole seconds a client should wait: the service's Retry-After, else 5."""
+    seconds = getattr(error, "retry_after", None)
+    if isinstance(seconds, (int, float)) and seconds > 0:
+        return max(1, round(seconds))
+    return UNAVAILABLE_RETRY_AFTER_SECONDS
 
 
 def install_exception_handlers(app: FastAPI) -> None:
@@ -138,7 +151,7 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         return JSONResponse({"error": error.message}, status_code=409)
 
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
-        retry_after = getattr(error, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_SECONDS
+        retry_after = retry_after_seconds(error)
         logger.warning(
             "Aldero unavailable during %s %s (%s, request %s); responding with 503",
             request.method,
@@ -149,7 +162,7 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         return JSONResponse(
             {"error": "Aldero service unavailable"},
             status_code=503,
-            headers={"Retry-After": str(max(1, round(retry_after)))},
+            headers={"Retry-After": str(retry_after)},
         )
 
     if isinstance(error, IdempotencyMismatchError):

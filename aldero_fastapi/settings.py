@@ -221,8 +221,13 @@ def _check_key_prefix(key: SecretStr | None, prefix: str, variable: str) -> Secr
         return None
     if not value.startswith(prefix):
         # Name the prefix that was given, never the key itself.
-        given = value[:4] if value[:4] in (BILLING_KEY_PREFIX, NOTIFICATION_KEY_PREFIX) else None
-        found = f"a key starting with {given!r}" if given else "a key without a service prefix"
+        prefixes = (BILLING_KEY_PREFIX, NOTIFICATION_KEY_PREFIX)
+        other_prefix = value[:4] if value[:4] in prefixes else None
+        found = (
+            f"a key starting with {other_prefix!r}"
+            if other_prefix
+            else "a key without a service prefix"
+        )
         raise ValueError(
             f"{variable} must start with {prefix!r}, but it is {found}; copy the "
             f"{prefix} key of this service from the Aldero dashboard"

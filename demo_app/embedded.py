@@ -50,7 +50,7 @@ class TimedASGITransport(httpx.ASGITransport):
     An ASGI transport that enforces the request's read timeout.
 
     httpx.ASGITransport ignores timeouts, so without this a latency fault in the
-    embedded emulator would hold a demo request for as long as the fault says.
+    embedded emulator would hold a demo request for the whole latency of the fault.
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -156,7 +156,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     """
     Return the wait in seconds that a ``Retry-After`` header requests, or None.
 
-    The header holds either seconds or an HTTP date. A date in the past gives 0, and a
+    The header contains either seconds or an HTTP date. A date in the past gives 0, and a
     value that is neither gives None. ``now`` is a Unix time, the current time by default.
     """
     if value is None or not value.strip():
