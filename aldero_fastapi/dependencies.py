@@ -18,6 +18,7 @@ from aldero_fastapi.auth import AuthenticatedUser
 from aldero_fastapi.credits import CreditSession, idempotency_digest
 from aldero_fastapi.errors import (
     AlderoTransportError,
+    ConfigurationError,
     ConflictError,
     RateLimitedError,
     ServerError,
@@ -26,6 +27,7 @@ from aldero_fastapi.handlers import retry_after_seconds
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
+from aldero_fastapi.overrides import UserDependent
 from aldero_fastapi.plugin import Aldero
 from aldero_fastapi.resolvers import bearer_credentials, bearer_token_user
 
@@ -50,6 +52,9 @@ __all__ = [
 logger = logging.getLogger("aldero_fastapi.dependencies")
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+# The ASGI scope key under which current_user keeps the user it resolved for a request.
+USER_SCOPE_KEY = "aldero_fastapi.user"
 
 
 async def get_aldero(request: Request) -> Aldero:
@@ -81,10 +86,18 @@ async def current_user(request: Request) -> AuthenticatedUser:
 
     ``Aldero(user_resolver=...)`` replaces this dependency with the app's own resolver.
     """
+    # require_feature calls this function itself before FastAPI resolves the handler's
+    # CurrentUser, so the user is kept in the scope and the token is verified once.
+    user: AuthenticatedUser | None = request.scope.get(USER_SCOPE_KEY)
+    if user is not None:
+        return user
+
     # The header is parsed here rather than through an HTTPBearer sub-dependency, which
     # would cost FastAPI one more resolution step on every request. ``install`` adds
     # the bearer scheme to the OpenAPI schema instead.
-    return await bearer_token_user(request, bearer_credentials(request))
+    user = await bearer_token_user(request, bearer_credentials(request))
+    request.scope[USER_SCOPE_KEY] = user
+    return user
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
@@ -123,7 +136,7 @@ async def user_entitlements(request: Request, user: CurrentUser) -> Entitlements
 UserEntitlements = Annotated[Entitlements, Depends(user_entitlements)]
 
 
-class FeatureRequirement:
+class FeatureRequirement(UserDependent):
     """
     A dependency that raises a 403 unless the current user has ``feature``.
 
@@ -134,10 +147,38 @@ class FeatureRequirement:
     def __init__(self, feature: str, message: str | None = None) -> None:
         self.feature = feature
         self.message = message or f"Feature {feature!r} required"
+        # FastAPI hashes the dependency for its per-request cache on every request.
+        self._hash = hash((FeatureRequirement, self.feature, self.message))
+        self._through_user_dependency = _UserFeatureRequirement(self)
 
-    async def __call__(self, request: Request, user: CurrentUser) -> Entitlements:
-        # Loads the entitlements itself instead of depending on UserEntitlements, which
-        # saves FastAPI one dependency level on every gated request.
+    @property
+    def through_user_dependency(self) -> Callable[..., Awaitable[Entitlements]]:
+        """This requirement with ``CurrentUser`` declared, used while it is overridden."""
+        return self._through_user_dependency
+
+    async def __call__(self, request: Request) -> Entitlements:
+        # Calls current_user itself instead of declaring CurrentUser, because FastAPI
+        # would re-solve that sub-dependency for a handler that takes CurrentUser too,
+        # one more resolution step on every gated request. While current_user is
+        # overridden, the app's UserAwareOverrides makes FastAPI resolve
+        # through_user_dependency in place of this method.
+        if current_user in request.app.dependency_overrides:
+            raise ConfigurationError(
+                "app.dependency_overrides overrides current_user but does not pass the "
+                "override on to require_feature; call aldero.install(app) after "
+                "replacing app.dependency_overrides"
+            )
+
+        user = await current_user(request)
+        return await self.check(request, user)
+
+    async def check(self, request: Request, user: AuthenticatedUser) -> Entitlements:
+        """
+        Return the entitlements of ``user`` if they include the feature.
+
+        Raises:
+            AlderoHTTPException: 403 without the feature; 503 when billing is unavailable.
+        """
         entitlements = await load_entitlements(request, user)
         if entitlements.has_feature(self.feature):
             return entitlements
@@ -153,10 +194,23 @@ class FeatureRequirement:
         return (self.feature, self.message) == (other.feature, other.message)
 
     def __hash__(self) -> int:
-        return hash((FeatureRequirement, self.feature, self.message))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"require_feature({self.feature!r})"
+
+
+class _UserFeatureRequirement:
+    """A feature requirement that takes the user from the app's override of ``current_user``."""
+
+    def __init__(self, requirement: FeatureRequirement) -> None:
+        self.requirement = requirement
+
+    async def __call__(self, request: Request, user: CurrentUser) -> Entitlements:
+        return await self.requirement.check(request, user)
+
+    def __repr__(self) -> str:
+        return f"{self.requirement!r} through CurrentUser"
 
 
 def require_feature(feature: str, *, message: str | None = None) -> FeatureRequirement:

@@ -181,7 +181,7 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
 
     if isinstance(error, (UnauthorizedError, ForbiddenError, ConfigurationError)):
         logger.error(
-            "Aldero rejected this app's configuration during %s %s: %s",
+            "The Aldero configuration of this app failed during %s %s: %s",
             request.method,
             request.url.path,
             error.message,

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from aldero_fastapi.overrides import UserDependent
+
 __all__ = ["SECURITY_SCHEME_NAME", "install_openapi_security"]
 
 SECURITY_SCHEME_NAME = "AlderoBearer"
@@ -47,6 +49,7 @@ def install_openapi_security(app: FastAPI, user_dependency: Callable[..., Any]) 
 
 
 def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    if dependant.call is call:
+    # A UserDependent such as require_feature calls the user dependency without declaring it.
+    if dependant.call is call or isinstance(dependant.call, UserDependent):
         return True
     return any(_uses(sub_dependant, call) for sub_dependant in dependant.dependencies)

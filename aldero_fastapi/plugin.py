@@ -111,11 +111,13 @@ class Aldero:
         from aldero_fastapi.dependencies import current_user
         from aldero_fastapi.handlers import install_exception_handlers, install_request_id
         from aldero_fastapi.openapi import install_openapi_security
+        from aldero_fastapi.overrides import install_user_aware_overrides
 
         app.state.aldero = self
         install_exception_handlers(app)
         install_request_id(app)
         install_openapi_security(app, current_user)
+        install_user_aware_overrides(app, current_user)
         self._install_user_resolver(app)
 
     @asynccontextmanager
@@ -245,8 +247,11 @@ class Aldero:
 
     def _install_user_resolver(self, app: FastAPI) -> None:
         from aldero_fastapi.dependencies import current_user
+        from aldero_fastapi.overrides import install_user_aware_overrides
         from aldero_fastapi.resolvers import coercing_resolver
 
+        # Also at startup, for apps that replaced app.dependency_overrides after install().
+        install_user_aware_overrides(app, current_user)
         if self.user_resolver is None:
             return
         # setdefault keeps an override a test installed before the lifespan started.

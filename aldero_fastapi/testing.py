@@ -32,6 +32,7 @@ from aldero_fastapi.emulator import (
     EmulatorServer,
 )
 from aldero_fastapi.emulator.server import BackgroundServer
+from aldero_fastapi.overrides import install_user_aware_overrides
 from aldero_fastapi.resolvers import user_override
 from aldero_fastapi.settings import AlderoSettings
 
@@ -51,7 +52,8 @@ TEST_JWT_SECRET = "aldero-fastapi-test-secret-not-for-production"
 
 
 def override_user(app: FastAPI, user_id: str, claims: dict[str, Any] | None = None) -> None:
-    """Make every ``CurrentUser`` of ``app`` resolve to ``user_id``, without a token."""
+    """Make every ``CurrentUser`` and ``require_feature`` of ``app`` resolve to ``user_id``."""
+    install_user_aware_overrides(app, current_user)
     app.dependency_overrides[current_user] = user_override(user_id, claims)
 
 

@@ -1,0 +1,78 @@
+"""Dependency overrides that also reach dependencies which resolve the user themselves.
+
+``require_feature`` does not declare ``CurrentUser`` as a sub-dependency. FastAPI
+re-solves the sub-dependencies of a dependency on every request, even when the result
+is cached, so a gated handler that also takes ``CurrentUser`` would pay one more
+resolution step per request. The requirement calls the user dependency itself instead.
+
+An override of the user dependency in ``app.dependency_overrides`` would not reach that
+call. ``UserAwareOverrides`` closes the gap: while the user dependency is overridden, it
+maps every ``UserDependent`` to its variant that declares the user dependency, and
+FastAPI resolves the override for it, sub-dependencies included, as for any other route.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from fastapi import FastAPI
+
+__all__ = ["UserAwareOverrides", "UserDependent", "install_user_aware_overrides"]
+
+Dependency = Callable[..., Any]
+_Default = TypeVar("_Default")
+_MISSING: Any = object()
+
+
+class UserDependent(ABC):
+    """A dependency that calls the user dependency itself instead of declaring it."""
+
+    @property
+    @abstractmethod
+    def through_user_dependency(self) -> Dependency:
+        """The same dependency, with the user dependency declared as a sub-dependency."""
+
+
+class UserAwareOverrides(dict[Dependency, Dependency]):
+    """
+    ``app.dependency_overrides`` that routes each ``UserDependent`` through an overridden
+    user dependency.
+
+    FastAPI reads an override with ``get(dependency, dependency)`` on every request while
+    the mapping is not empty. An explicit override of a ``UserDependent`` wins.
+    """
+
+    def __init__(
+        self, overrides: Mapping[Dependency, Dependency], user_dependency: Dependency
+    ) -> None:
+        super().__init__(overrides)
+        self.user_dependency = user_dependency
+
+    @overload
+    def get(self, key: Dependency, default: None = None, /) -> Dependency | None: ...
+
+    @overload
+    def get(self, key: Dependency, default: Dependency, /) -> Dependency: ...
+
+    @overload
+    def get(self, key: Dependency, default: _Default, /) -> Dependency | _Default: ...
+
+    def get(self, key: Dependency, default: Any = None, /) -> Any:
+        override = dict.get(self, key, _MISSING)
+        if override is not _MISSING:
+            return override
+
+        if isinstance(key, UserDependent) and self.user_dependency in self:
+            return key.through_user_dependency
+
+        return default
+
+
+def install_user_aware_overrides(app: FastAPI, user_dependency: Dependency) -> None:
+    """Replace ``app.dependency_overrides`` by a ``UserAwareOverrides`` with the same entries."""
+    if isinstance(app.dependency_overrides, UserAwareOverrides):
+        return
+
+    app.dependency_overrides = UserAwareOverrides(app.dependency_overrides, user_dependency)
