@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,9 @@ __all__ = ["SECURITY_SCHEME_NAME", "install_openapi_security"]
 
 SECURITY_SCHEME_NAME = "AlderoBearer"
 
+# Apps whose schema builder is already wrapped, so a second install() adds nothing twice.
+_installed_apps: weakref.WeakSet[FastAPI] = weakref.WeakSet()
+
 
 def install_openapi_security(app: FastAPI, user_dependency: Callable[..., Any]) -> None:
     """
@@ -23,6 +27,10 @@ def install_openapi_security(app: FastAPI, user_dependency: Callable[..., Any]) 
     The scheme is added when the schema is built, so it costs nothing per request and
     the docs' "Authorize" button works for routes that need ``CurrentUser``.
     """
+    if app in _installed_apps:
+        return
+    _installed_apps.add(app)
+
     build_schema = app.openapi
 
     def openapi_with_bearer() -> dict[str, Any]:

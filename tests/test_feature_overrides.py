@@ -203,3 +203,25 @@ async def test_replaced_overrides_misconfigured(
     assert response.status_code == 503
     assert response.json() == {"error": "Aldero integration is misconfigured"}
     assert "call aldero.install(app) after replacing" in caplog.text
+
+
+async def test_install_again_after_replacing(aldero_settings: AlderoSettings) -> None:
+    app, aldero = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        app.dependency_overrides = {current_user: fixed_user("alice")}
+        aldero.install(app)
+        response = await client.get("/premium")
+
+    assert response.status_code == 200
+    assert response.json() == {"userId": "alice"}
+
+
+async def test_install_twice_one_security(aldero_settings: AlderoSettings) -> None:
+    app, aldero = build_app(aldero_settings)
+    aldero.install(app)
+
+    schema = app.openapi()
+
+    assert schema["paths"]["/premium"]["get"]["security"] == [{"AlderoBearer": []}]
+    assert len(app.user_middleware) == 1
