@@ -46,8 +46,9 @@ class AlderoClient:
         max_backoff_seconds: Cap of that upper bound.
         max_retry_after_seconds: Longest ``Retry-After`` wait the client honours; a
             longer one raises the error instead.
-        max_connections: Size of the connection pool the client creates. Unused with
-            ``http_client``.
+        max_connections: Maximum number of requests in flight, and the size of the
+            connection pool the client creates. Requests beyond it wait up to the
+            pool timeout, then raise ``AlderoTimeoutError``.
         transport: httpx transport of the pool the client creates, for example an
             ``httpx.MockTransport`` in tests. Unused with ``http_client``.
         http_client: A shared pool. The client sends through it and never closes it.
