@@ -119,10 +119,15 @@ def _print_table(results: dict[str, list[Measurement]], arguments: argparse.Name
             f"| {middle.p99_ms:.2f} | {sum(m.errors for m in measurements)} |"
         )
     print()
-    print(f"gated/bare throughput: {median['gated'] / median['bare']:.3f}")
-    print(
-        f"gated-entitlements/bare throughput: {median['gated-entitlements'] / median['bare']:.3f}"
-    )
+    for route in ("gated", "gated-entitlements"):
+        per_round = ", ".join(
+            f"{measured.requests_per_second / bare.requests_per_second:.3f}"
+            for measured, bare in zip(results[route], results["bare"], strict=True)
+        )
+        print(
+            f"{route}/bare throughput: {median[route] / median['bare']:.3f} "
+            f"(per round: {per_round})"
+        )
     print(f"gated/naive throughput: {median['gated'] / median['naive']:.2f}")
 
 
