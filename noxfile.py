@@ -12,12 +12,15 @@ PYTHON = "3.11"
 # The oldest and the newest FastAPI release that pyproject.toml admits. The credit
 # tests run on both because refunds depend on how FastAPI unwinds dependencies with
 # yield, which changed in 0.118 (exit code after the response) and 0.121 (scopes).
+# The feature tests run on both because require_feature relies on FastAPI reading
+# overrides with app.dependency_overrides.get() while the mapping is not empty.
 FASTAPI_RANGE = ["0.115.0", "latest"]
 
-CREDIT_TESTS = [
+RANGE_TESTS = [
     "tests/test_credits.py",
     "tests/test_credits_faults.py",
     "tests/test_dependencies.py",
+    "tests/test_feature_overrides.py",
 ]
 
 
@@ -46,12 +49,12 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("fastapi", FASTAPI_RANGE)
 def fastapi_range(session: nox.Session, fastapi: str) -> None:
-    """Run the credit tests on the oldest and the newest supported FastAPI."""
+    """Run the credit and feature tests on the oldest and the newest supported FastAPI."""
     session.install("-e", ".[test]")
     requirement = "fastapi" if fastapi == "latest" else f"fastapi=={fastapi}"
     session.install("--upgrade", requirement)
     session.run("python", "-c", "import fastapi; print('FastAPI', fastapi.__version__)")
-    session.run("pytest", *CREDIT_TESTS, *session.posargs)
+    session.run("pytest", *RANGE_TESTS, *session.posargs)
 
 
 @nox.session(python=PYTHON)
