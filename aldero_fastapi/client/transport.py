@@ -124,9 +124,10 @@ class ApiTransport:
     Sends API calls over one ``httpx.AsyncClient`` with the key of one service.
 
     The headers are built once. Each call gets one ``X-Request-Id`` that every retry
-    reuses. At most ``max_connections`` requests are in flight, and later ones wait for
-    a slot up to the pool timeout. An ``http_client`` passed in is shared and never closed here.
-    Otherwise this transport creates the client and closes it in ``aclose``.
+    reuses. At most ``max_connections`` requests of this transport are in flight, and
+    later ones wait for a slot up to the pool timeout. An ``http_client`` passed in is
+    shared and never closed here. Otherwise this transport creates the client and
+    closes it in ``aclose``.
     """
 
     def __init__(
@@ -151,6 +152,8 @@ class ApiTransport:
             "Accept": wire.JSON_CONTENT_TYPE,
         }
 
+        # NOTE: the slots belong to this transport, so two clients that share one
+        # http_client may have up to twice max_connections requests in flight.
         self._request_slots = asyncio.Semaphore(max_connections)
         self._owns_http_client = http_client is None
         if http_client is None:
