@@ -263,14 +263,21 @@ class CreditSession:
 
         for generation in range(1, MAX_REFERENCE_GENERATIONS + 1):
             derived = self._derived_reference(position, generation)
+
+            # A refund still being retried in the background takes back whatever is
+            # charged under its reference id, a charge this request would make there
+            # included, so the request is charged under the next reference id.
+            if self._refunds.is_pending(derived):
+                logger.info(
+                    "Deduction %s of user %s is being refunded in the background; "
+                    "charging the retried request under a new reference id",
+                    derived,
+                    self.user_id,
+                )
+                continue
+
             result = await self._adjust(amount, description, derived)
-            if not result.replayed:
-                return result
-            # A refund still being retried in the background counts as reversed: it
-            # will land, so the replayed charge must not pay for this request.
-            if not self._refunds.is_pending(derived) and not await self._was_reversed(
-                result.transaction.id
-            ):
+            if not result.replayed or not await self._was_reversed(result.transaction.id):
                 return result
             logger.info(
                 "Deduction %s of user %s was refunded after an earlier failure; "

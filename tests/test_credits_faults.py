@@ -194,3 +194,42 @@ async def test_retry_during_background_refund_charged(aldero_emulator: EmulatorS
     state = await emulator_user(aldero_emulator, "alice")
     assert state["credits"] == 6
     assert state["ledgerSum"] == 6
+
+
+async def test_retry_beside_pending_refund_charged(aldero_emulator: EmulatorServer) -> None:
+    settings = emulator_settings(
+        aldero_emulator, max_retries=0, refund_max_attempts=5, refund_backoff_seconds=1.0
+    )
+    app, aldero = build_app(settings)
+    headers = {**ALICE, "Idempotency-Key": "fax-78"}
+    # The first attempt's deduction meets the first 503 and the resend that starts its
+    # refund meets the second, so the refund waits in the background.
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="status",
+        status=503,
+        count=2,
+    )
+
+    async with lifespan_client(app) as client:
+        failed = await client.post("/charge/3", headers=headers)
+        refund_was_pending = aldero.refunds.pending
+        retried = await client.post("/charge/3", headers=headers)
+        await aldero.refunds.drain(timeout=10)
+
+    assert failed.status_code == 503
+    assert refund_was_pending == 1
+    assert retried.status_code == 200
+    assert retried.json()["balance"] == 7
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 7
+    assert state["ledgerSum"] == 7
+    rows = await ledger(aldero_emulator, "alice")
+    usage = [row for row in rows if row["type"] == "usage"]
+    refunds = [row for row in rows if row["type"] == "refund"]
+    assert len(usage) == 2
+    assert len({row["referenceId"] for row in usage}) == 2
+    assert [row["amount"] for row in refunds] == [3]
+    assert aldero.refunds.succeeded == 1
