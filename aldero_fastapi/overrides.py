@@ -38,10 +38,12 @@ class UserDependent(ABC):
 class UserAwareOverrides(dict[Dependency, Dependency]):
     """
     ``app.dependency_overrides`` that routes each ``UserDependent`` through an overridden
-    user dependency.
+    user dependency, and falls back to the app's own user resolver.
 
     FastAPI reads an override with ``get(dependency, dependency)`` on every request while
-    the mapping is not empty. An explicit override of a ``UserDependent`` wins.
+    the mapping is truthy. An explicit entry wins over ``user_resolver``, so a test can
+    override the user and ``clear()`` the mapping afterwards without removing the app's
+    resolver. An explicit override of a ``UserDependent`` wins as well.
     """
 
     def __init__(
@@ -49,6 +51,16 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
     ) -> None:
         super().__init__(overrides)
         self.user_dependency = user_dependency
+        self.user_resolver: Dependency | None = None
+
+    def __bool__(self) -> bool:
+        # FastAPI skips the overrides of an empty mapping, which must not skip the resolver.
+        return self.user_resolver is not None or len(self) > 0
+
+    @property
+    def user_is_replaced(self) -> bool:
+        """Whether an entry or the app's resolver replaces the user dependency."""
+        return self.user_resolver is not None or self.user_dependency in self
 
     @overload
     def get(self, key: Dependency, default: None = None, /) -> Dependency | None: ...
@@ -64,15 +76,22 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
         if override is not _MISSING:
             return override
 
-        if isinstance(key, UserDependent) and self.user_dependency in self:
+        if key is self.user_dependency and self.user_resolver is not None:
+            return self.user_resolver
+
+        if isinstance(key, UserDependent) and self.user_is_replaced:
             return key.through_user_dependency
 
         return default
 
 
-def install_user_aware_overrides(app: FastAPI, user_dependency: Dependency) -> None:
-    """Replace ``app.dependency_overrides`` by a ``UserAwareOverrides`` with the same entries."""
-    if isinstance(app.dependency_overrides, UserAwareOverrides):
-        return
-
-    app.dependency_overrides = UserAwareOverrides(app.dependency_overrides, user_dependency)
+def install_user_aware_overrides(app: FastAPI, user_dependency: Dependency) -> UserAwareOverrides:
+    """
+    Replace ``app.dependency_overrides`` by a ``UserAwareOverrides`` with the same entries,
+    unless it is one already, and return it.
+    """
+    overrides = app.dependency_overrides
+    if not isinstance(overrides, UserAwareOverrides):
+        overrides = UserAwareOverrides(overrides, user_dependency)
+        app.dependency_overrides = overrides
+    return overrides

@@ -251,11 +251,15 @@ class Aldero:
         from aldero_fastapi.resolvers import coercing_resolver
 
         # Also at startup, for apps that replaced app.dependency_overrides after install().
-        install_user_aware_overrides(app, current_user)
+        overrides = install_user_aware_overrides(app, current_user)
         if self.user_resolver is None:
             return
-        # setdefault keeps an override a test installed before the lifespan started.
-        app.dependency_overrides.setdefault(current_user, coercing_resolver(self.user_resolver))
+
+        # Kept beside the entries rather than as one, so that a test that clears
+        # app.dependency_overrides does not switch the app back to bearer tokens. An
+        # entry for current_user, such as override_user's, still wins.
+        if overrides.user_resolver is None:
+            overrides.user_resolver = coercing_resolver(self.user_resolver)
 
     def _token_verifier(self, settings: AlderoSettings) -> TokenVerifier | None:
         from aldero_fastapi.auth import TokenVerifier

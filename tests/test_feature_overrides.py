@@ -225,3 +225,25 @@ async def test_install_twice_one_security(aldero_settings: AlderoSettings) -> No
 
     assert schema["paths"]["/premium"]["get"]["security"] == [{"AlderoBearer": []}]
     assert len(app.user_middleware) == 1
+
+
+async def test_resolver_survives_cleared_overrides(aldero_settings: AlderoSettings) -> None:
+    async def api_key_user(request: Request) -> str | None:
+        return {"key-of-alice": "alice"}.get(request.headers.get("x-api-key", ""))
+
+    app, _ = build_app(aldero_settings, user_resolver=api_key_user)
+    alice_key = {"X-API-Key": "key-of-alice"}
+
+    async with lifespan_client(app) as client:
+        override_user(app, "bob")
+        overridden = await client.get("/premium", headers=alice_key)
+        app.dependency_overrides.clear()
+        premium = await client.get("/premium", headers=alice_key)
+        bare = await client.get("/bare", headers=alice_key)
+        token_only = await client.get("/premium", headers=ALICE)
+
+    assert overridden.status_code == 403
+    assert premium.status_code == 200
+    assert premium.json() == {"userId": "alice"}
+    assert bare.json() == {"userId": "alice"}
+    assert token_only.status_code == 401
