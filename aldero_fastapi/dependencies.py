@@ -27,7 +27,7 @@ from aldero_fastapi.handlers import retry_after_seconds
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
-from aldero_fastapi.overrides import UserDependent
+from aldero_fastapi.overrides import USER_SCOPE_KEY, UserDependent, recorded_user_id
 from aldero_fastapi.plugin import Aldero
 from aldero_fastapi.resolvers import bearer_credentials, bearer_token_user
 
@@ -52,9 +52,6 @@ __all__ = [
 logger = logging.getLogger("aldero_fastapi.dependencies")
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-
-# The ASGI scope key under which current_user keeps the user it resolved for a request.
-USER_SCOPE_KEY = "aldero_fastapi.user"
 
 
 async def get_aldero(request: Request) -> Aldero:
@@ -323,6 +320,7 @@ async def notification_sender(request: Request) -> AsyncIterator[NotificationSen
         aldero.notifications,
         aldero.background_sends,
         idempotency_digest=idempotency_digest(scope) if scope is not None else None,
+        requesting_user_id=lambda: recorded_user_id(request),
     )
     try:
         yield sender

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,8 +93,9 @@ class NotificationSender:
     until the handler has succeeded; a handler that raises sends nothing.
 
     With an ``Idempotency-Key`` header on the incoming request, the n-th notification of
-    the request gets an idempotency key derived from it, so a client that retries the
-    request does not notify twice. An explicit ``idempotency_key`` wins.
+    the request gets an idempotency key derived from it, the requesting user and the
+    recipient, so a client that retries the request does not notify twice. An explicit
+    ``idempotency_key`` wins.
     """
 
     def __init__(
@@ -103,10 +104,12 @@ class NotificationSender:
         background: BackgroundSends,
         *,
         idempotency_digest: str | None = None,
+        requesting_user_id: Callable[[], str | None] | None = None,
     ) -> None:
         self._client = client
         self._background = background
         self._idempotency_digest = idempotency_digest
+        self._requesting_user_id = requesting_user_id
         self._count = 0
         self.queued: list[QueuedNotification] = []
 
@@ -167,9 +170,12 @@ class NotificationSender:
         self._count += 1
         if self._idempotency_digest is None:
             return None
-        # The recipient is part of the key, so that two clients who pick the same
-        # Idempotency-Key do not suppress each other's notifications.
-        recipient_digest = hashlib.sha256(recipient.encode()).hexdigest()[:16]
+        # The requesting user and the recipient are part of the key, so that two
+        # clients who pick the same Idempotency-Key do not suppress each other's
+        # notifications. The user is read at send time, once the route resolved it.
+        user_id = self._requesting_user_id() if self._requesting_user_id else None
+        origin = f"{user_id or ''}\n{recipient}"
+        recipient_digest = hashlib.sha256(origin.encode()).hexdigest()[:16]
         return f"idem_{self._idempotency_digest}-{recipient_digest}-notification-{self._count}"
 
     def _require_client(self) -> NotificationClient:

@@ -9,21 +9,40 @@ An override of the user dependency in ``app.dependency_overrides`` would not rea
 call. ``UserAwareOverrides`` closes the gap: while the user dependency is overridden, it
 maps every ``UserDependent`` to its variant that declares the user dependency, and
 FastAPI resolves the override for it, sub-dependencies included, as for any other route.
+It also keeps the app's own user resolver beside its entries, and records the user an
+override resolved in the request's scope, as the user dependency itself does.
 """
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
-__all__ = ["UserAwareOverrides", "UserDependent", "install_user_aware_overrides"]
+__all__ = [
+    "USER_SCOPE_KEY",
+    "UserAwareOverrides",
+    "UserDependent",
+    "install_user_aware_overrides",
+    "recorded_user_id",
+]
+
+# The ASGI scope key under which the user resolved for a request is kept.
+USER_SCOPE_KEY = "aldero_fastapi.user"
 
 Dependency = Callable[..., Any]
 _Default = TypeVar("_Default")
 _MISSING: Any = object()
+
+
+def recorded_user_id(request: Request) -> str | None:
+    """Return the id of the user resolved so far for ``request``, or None."""
+    user = request.scope.get(USER_SCOPE_KEY)
+    user_id = getattr(user, "id", None)
+    return user_id if isinstance(user_id, str) else None
 
 
 class UserDependent(ABC):
@@ -52,6 +71,9 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
         super().__init__(overrides)
         self.user_dependency = user_dependency
         self.user_resolver: Dependency | None = None
+        self._recording: weakref.WeakKeyDictionary[Dependency, Dependency] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __bool__(self) -> bool:
         # FastAPI skips the overrides of an empty mapping, which must not skip the resolver.
@@ -73,16 +95,34 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
 
     def get(self, key: Dependency, default: Any = None, /) -> Any:
         override = dict.get(self, key, _MISSING)
+        if key is self.user_dependency:
+            replacement = self.user_resolver if override is _MISSING else override
+            return default if replacement is None else self._recording_user(replacement)
+
         if override is not _MISSING:
             return override
-
-        if key is self.user_dependency and self.user_resolver is not None:
-            return self.user_resolver
 
         if isinstance(key, UserDependent) and self.user_is_replaced:
             return key.through_user_dependency
 
         return default
+
+    def _recording_user(self, replacement: Dependency) -> Dependency:
+        # One wrapper per replacement, because FastAPI caches facts about every callable
+        # it resolves, and a new wrapper per request would grow those caches.
+        wrapper = self._recording.get(replacement)
+        if wrapper is None:
+            wrapper = _record_user_of(replacement)
+            self._recording[replacement] = wrapper
+        return wrapper
+
+
+def _record_user_of(replacement: Dependency) -> Dependency:
+    async def record_user(request: Request, user: Any = Depends(replacement)) -> Any:  # noqa: B008
+        request.scope[USER_SCOPE_KEY] = user
+        return user
+
+    return record_user
 
 
 def install_user_aware_overrides(app: FastAPI, user_dependency: Dependency) -> UserAwareOverrides:

@@ -148,6 +148,16 @@ def build_app(settings: AlderoSettings, **aldero_options: Any) -> tuple[FastAPI,
             raise HTTPException(status_code=418, detail="Handler failed")
         return {"outcome": outcome}
 
+    @app.post("/notify-ops")
+    async def notify_ops(user: CurrentUser, notifier: Notifier) -> dict[str, str]:
+        notifier.send_after_response(
+            template_name="welcome-email",
+            channel="email",
+            to="ops@example.com",
+            variables={"name": user.id},
+        )
+        return {"outcome": "ok"}
+
     return app, aldero
 
 

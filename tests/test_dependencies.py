@@ -460,6 +460,27 @@ async def test_same_key_two_users_both_notified(
     assert aldero.background_sends.failed == 0
 
 
+async def test_same_key_same_recipient_both_sent(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, aldero = build_app(aldero_settings)
+    shared_key = {"Idempotency-Key": "shared"}
+
+    async with lifespan_client(app) as client:
+        alice = await client.post("/notify-ops", headers={**ALICE, **shared_key})
+        bob = await client.post("/notify-ops", headers={**BOB, **shared_key})
+        override_user(app, "carol")
+        carol = await client.post("/notify-ops", headers=shared_key)
+        carol_again = await client.post("/notify-ops", headers=shared_key)
+        await aldero.background_sends.drain(timeout=10)
+
+    assert [alice.status_code, bob.status_code, carol.status_code] == [200, 200, 200]
+    assert carol_again.status_code == 200
+    sent = await _notifications(aldero_emulator, "ops@example.com")
+    assert sorted(entry["variables"]["name"] for entry in sent) == ["alice", "bob", "carol"]
+    assert aldero.background_sends.failed == 0
+
+
 async def test_webhook_oversized_body_413(aldero_emulator: EmulatorServer) -> None:
     settings = emulator_settings(aldero_emulator, webhook_secret=WEBHOOK_SECRET)
     app, aldero = build_app(settings)
