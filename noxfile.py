@@ -68,5 +68,9 @@ def demo(session: nox.Session) -> None:
         "127.0.0.1",
         "--port",
         "8000",
+        # uvicorn's own logging configuration, plus the plugin's and the demo's loggers
+        # at INFO with time, level and logger name.
+        "--log-config",
+        "demo_app/logging.json",
         *session.posargs,
     )
