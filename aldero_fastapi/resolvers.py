@@ -53,10 +53,25 @@ async def bearer_token_user(
     The verifier is read from ``request.app.state.aldero.token_verifier``.
 
     Raises:
-        AlderoHTTPException: 401 when the token is missing or invalid, 503 when
-            authentication is not configured or the JWKS could not be fetched yet.
+        AlderoHTTPException: 401 when the token is missing or invalid, 400 for more than
+            one Authorization header, 503 when authentication is not configured or the
+            JWKS could not be fetched yet.
     """
     verifier = _find_token_verifier(request)
+
+    # Authorization is a singleton header (RFC 9110). With two, a proxy in front of the
+    # app may have authenticated the other one, so the request is rejected outright.
+    header_count = len(request.headers.getlist("authorization"))
+    if header_count > 1:
+        logger.info(
+            "rejected request %s: %d Authorization headers", _describe_route(request), header_count
+        )
+        raise AlderoHTTPException(
+            400,
+            "Invalid Authorization header",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+            reason=f"the request has {header_count} Authorization headers; send exactly one",
+        )
 
     if credentials is None:
         logger.info("rejected request %s: no bearer token", _describe_route(request))

@@ -87,6 +87,25 @@ async def test_description_quoted(http_client: httpx.AsyncClient, clock: FakeClo
     assert response.json()["reason"] == "missing user id claim 'user\"id'"
 
 
+async def test_two_authorization_headers_400(
+    http_client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    verifier = TokenVerifier.from_settings(hs256_settings(), http_client, clock=clock)
+    token = sign_hs256(claims())
+    headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
+
+    async with app_client(build_app(verifier)) as client:
+        response = await client.get("/me", headers=headers)
+
+    assert response.status_code == 400
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"'
+    assert response.json() == {
+        "error": "Invalid Authorization header",
+        "reason": "the request has 2 Authorization headers; send exactly one",
+    }
+    assert token not in response.text
+
+
 async def test_trusted_header_valid() -> None:
     async with app_client(trusted_app()) as client:
         response = await client.get("/who", headers={HEADER: "user_42"})
