@@ -113,11 +113,16 @@ async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitl
         return await aldero.entitlements.get(user.id)
     except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
         retry_after = retry_after_seconds(error)
-        logger.warning(
-            "Entitlements of user %s are unavailable (%s); responding with 503",
-            user.id,
-            type(error).__name__,
-        )
+        held_back = aldero.outage_log.allow(("entitlements", type(error).__name__))
+        if held_back is not None:
+            logger.warning(
+                "Entitlements of user %s are unavailable (%s); responding with 503 "
+                "(%d more such responses in the last %.0f s)",
+                user.id,
+                type(error).__name__,
+                held_back,
+                aldero.outage_log.interval_seconds,
+            )
         raise AlderoHTTPException(
             503,
             "Billing service unavailable",
@@ -150,7 +155,7 @@ class FeatureRequirement(UserDependent):
 
     @property
     def through_user_dependency(self) -> Callable[..., Awaitable[Entitlements]]:
-        """This requirement with ``CurrentUser`` declared, used while it is overridden."""
+        """This requirement declaring ``CurrentUser``, for apps that override ``current_user``."""
         return self._through_user_dependency
 
     async def __call__(self, request: Request) -> Entitlements:

@@ -25,12 +25,14 @@ from aldero_fastapi.errors import (
     UnauthorizedError,
 )
 from aldero_fastapi.http_errors import AlderoHTTPException
+from aldero_fastapi.log_throttle import LogThrottle
 from aldero_fastapi.request_context import current_request_id
 
 __all__ = [
     "RequestIdMiddleware",
     "install_exception_handlers",
     "install_request_id",
+    "outage_log_of",
     "retry_after_seconds",
 ]
 
@@ -42,6 +44,9 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 TOO_MANY_RETRIES_CODE = "too_many_retries"
 MAX_REQUEST_ID_LENGTH = 128
 
+# For apps without a started Aldero, because each Aldero instance has its own throttle.
+_fallback_outage_log = LogThrottle()
+
 
 def retry_after_seconds(error: AlderoError) -> int:
     """Return the whole seconds a client should wait: the service's Retry-After, else 5."""
@@ -49,6 +54,12 @@ def retry_after_seconds(error: AlderoError) -> int:
     if isinstance(seconds, (int, float)) and seconds > 0:
         return max(1, round(seconds))
     return UNAVAILABLE_RETRY_AFTER_SECONDS
+
+
+def outage_log_of(request: Request) -> LogThrottle:
+    """Return the throttle of the lines that each request repeats while Aldero is down."""
+    throttle = getattr(getattr(request.app.state, "aldero", None), "outage_log", None)
+    return throttle if isinstance(throttle, LogThrottle) else _fallback_outage_log
 
 
 def install_exception_handlers(app: FastAPI) -> None:
@@ -152,13 +163,19 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
 
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = retry_after_seconds(error)
-        logger.warning(
-            "Aldero unavailable during %s %s (%s, request %s); responding with 503",
-            request.method,
-            request.url.path,
-            type(error).__name__,
-            error.request_id,
-        )
+        outage_log = outage_log_of(request)
+        held_back = outage_log.allow(("unavailable", request.url.path, type(error).__name__))
+        if held_back is not None:
+            logger.warning(
+                "Aldero unavailable during %s %s (%s, request %s); responding with 503 "
+                "(%d more such responses in the last %.0f s)",
+                request.method,
+                request.url.path,
+                type(error).__name__,
+                error.request_id,
+                held_back,
+                outage_log.interval_seconds,
+            )
         return JSONResponse(
             {"error": "Aldero service unavailable"},
             status_code=503,
@@ -180,12 +197,18 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         )
 
     if isinstance(error, (UnauthorizedError, ForbiddenError, ConfigurationError)):
-        logger.error(
-            "The Aldero configuration of this app failed during %s %s: %s",
-            request.method,
-            request.url.path,
-            error.message,
-        )
+        outage_log = outage_log_of(request)
+        held_back = outage_log.allow(("configuration", request.url.path, error.message))
+        if held_back is not None:
+            logger.error(
+                "The Aldero configuration of this app failed during %s %s: %s "
+                "(%d more such responses in the last %.0f s)",
+                request.method,
+                request.url.path,
+                error.message,
+                held_back,
+                outage_log.interval_seconds,
+            )
         return JSONResponse({"error": "Aldero integration is misconfigured"}, status_code=503)
 
     status = error.status_code if isinstance(error, AlderoAPIError) else None

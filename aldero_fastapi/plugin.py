@@ -15,6 +15,7 @@ from aldero_fastapi.cache import EntitlementsCache
 from aldero_fastapi.client import AlderoClient
 from aldero_fastapi.credits import TrackedLedger, refund_call
 from aldero_fastapi.errors import ConfigurationError
+from aldero_fastapi.log_throttle import LogThrottle
 from aldero_fastapi.notify import BackgroundSends
 from aldero_fastapi.refunds import RefundQueue
 from aldero_fastapi.settings import AlderoSettings, load_settings
@@ -66,6 +67,8 @@ class Aldero:
         self._transport = transport
         self._clock = clock
         self._started = False
+        # Rate limit of the log lines that each request repeats while Aldero is down.
+        self.outage_log = LogThrottle(clock=clock)
 
         # Set when the lifespan starts.
         self.settings: AlderoSettings

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import time
 from typing import Any
@@ -143,6 +144,34 @@ async def test_outage_answers_503(aldero_emulator: EmulatorServer) -> None:
     assert response.json() == {"error": "Billing service unavailable"}
     assert response.headers["retry-after"] == "7"
     assert len(await served_requests(aldero_emulator, **ALICE_FETCHES)) == 2
+
+
+async def test_outage_log_rate_limited(
+    aldero_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    app, _ = build_app(emulator_settings(aldero_emulator, max_retries=0), clock=clock)
+    await add_fault(
+        aldero_emulator,
+        method="GET",
+        path="/billing/users/*/entitlements",
+        action="status",
+        status=503,
+    )
+
+    with caplog.at_level(logging.WARNING, logger="aldero_fastapi.dependencies"):
+        async with lifespan_client(app) as client:
+            first_burst = [await client.get("/me", headers=ALICE) for _ in range(5)]
+            clock.now += 10
+            after_interval = await client.get("/me", headers=ALICE)
+
+    lines = [record.getMessage() for record in caplog.records if "unavailable" in record.message]
+    assert [response.status_code for response in first_burst] == [503] * 5
+    assert after_interval.status_code == 503
+    assert len(lines) == 2
+    assert "(0 more such responses in the last 10 s)" in lines[0]
+    assert "(4 more such responses in the last 10 s)" in lines[1]
+    assert "user alice" in lines[1]
 
 
 async def test_stopped_billing_503_in_bounded_time() -> None:

@@ -1,0 +1,45 @@
+"""Rate limiting of log lines that would otherwise repeat once per request in an outage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+
+from cachetools import LRUCache
+
+__all__ = ["LogThrottle"]
+
+
+class LogThrottle:
+    """
+    Let the first line of each key through, then at most one per ``interval_seconds``,
+    and count the lines held back in between.
+
+    At most ``max_keys`` keys are remembered; the least recently used is forgotten first.
+    """
+
+    def __init__(
+        self,
+        interval_seconds: float = 10.0,
+        *,
+        max_keys: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_seconds = interval_seconds
+        self._clock = clock
+        # Per key: when a line was last let through, and how many were held back since.
+        self._entries: LRUCache[Hashable, tuple[float, int]] = LRUCache(maxsize=max_keys)
+
+    def allow(self, key: Hashable) -> int | None:
+        """
+        Return None to hold a line of ``key`` back, or the number of lines held back
+        since the last one let through.
+        """
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.interval_seconds:
+            self._entries[key] = (entry[0], entry[1] + 1)
+            return None
+
+        self._entries[key] = (now, 0)
+        return entry[1] if entry is not None else 0

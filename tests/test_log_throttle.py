@@ -1,0 +1,60 @@
+"""LogThrottle: one line per key and interval, with a count of the lines held back."""
+
+from __future__ import annotations
+
+from aldero_fastapi.log_throttle import LogThrottle
+
+
+class FakeClock:
+    """A monotonic clock that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_first_line_passes() -> None:
+    throttle = LogThrottle(10.0, clock=FakeClock())
+
+    assert throttle.allow("outage") == 0
+
+
+def test_repeats_held_then_counted() -> None:
+    clock = FakeClock()
+    throttle = LogThrottle(10.0, clock=clock)
+
+    first = throttle.allow("outage")
+    held = [throttle.allow("outage") for _ in range(3)]
+    clock.now += 9.9
+    still_held = throttle.allow("outage")
+    clock.now += 0.1
+    reported = throttle.allow("outage")
+    right_after = throttle.allow("outage")
+
+    assert first == 0
+    assert held == [None, None, None]
+    assert still_held is None
+    assert reported == 4
+    assert right_after is None
+
+
+def test_keys_independent() -> None:
+    throttle = LogThrottle(10.0, clock=FakeClock())
+
+    throttle.allow(("unavailable", "/a"))
+
+    assert throttle.allow(("unavailable", "/b")) == 0
+    assert throttle.allow(("unavailable", "/a")) is None
+
+
+def test_keys_bounded() -> None:
+    throttle = LogThrottle(10.0, max_keys=2, clock=FakeClock())
+
+    for key in ("a", "b", "c"):
+        throttle.allow(key)
+
+    # "a" was forgotten, so its next line passes as a first one.
+    assert throttle.allow("a") == 0
+    assert throttle.allow("c") is None
