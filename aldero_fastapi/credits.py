@@ -22,7 +22,15 @@ from aldero_fastapi.refunds import PendingRefund, RefundQueue
 if TYPE_CHECKING:
     from aldero_fastapi.models import CreditAdjustmentType
 
-__all__ = ["CreditSession", "Deduction", "TrackedLedger", "idempotency_digest", "refund_call"]
+__all__ = [
+    "CreditSession",
+    "Deduction",
+    "TrackedLedger",
+    "idempotency_digest",
+    "is_newer_than",
+    "newest_ledger_row",
+    "refund_call",
+]
 
 logger = logging.getLogger("aldero_fastapi.credits")
 
@@ -119,7 +127,9 @@ class Deduction:
     One deduction made in a request: the ledger row it wrote and the credits it took.
 
     ``transaction_id`` is None when the service failed without saying whether it
-    applied the deduction; a refund then first finds out.
+    applied the deduction; a refund then first finds out. ``paid_earlier`` marks the
+    replayed charge of an earlier attempt of the same request, which this request's
+    failure does not refund. ``newest_row_before`` is as in ``PendingRefund``.
     """
 
     reference_id: str
@@ -127,6 +137,8 @@ class Deduction:
     amount: int
     description: str
     balance: int | None
+    paid_earlier: bool = False
+    newest_row_before: str | None = None
 
 
 def idempotency_digest(scope: str) -> str:
@@ -190,7 +202,7 @@ class CreditSession:
         # Taken before the first await, so concurrent deductions get distinct positions.
         self._positions += 1
         position = self._positions
-        result = await self._deduct_once(amount, description, reference_id, position)
+        result, paid_earlier = await self._deduct_once(amount, description, reference_id, position)
 
         await self._record(
             Deduction(
@@ -199,6 +211,7 @@ class CreditSession:
                 amount=amount,
                 description=description,
                 balance=result.balance,
+                paid_earlier=paid_earlier,
             )
         )
         return result
@@ -210,18 +223,21 @@ class CreditSession:
         The refunds run in a task of their own and are shielded, so a cancelled request
         still gets its credits back.
         """
-        if self._refunded or not self.deductions:
+        # An earlier attempt of the request paid the replayed charges and may have done
+        # its work, so this attempt's failure does not give them back.
+        owed = [deduction for deduction in self.deductions if not deduction.paid_earlier]
+        if self._refunded or not owed:
             self._refunded = True
             return
         self._refunded = True
 
         logger.info(
             "Refunding %d deductions of user %s because %s",
-            len(self.deductions),
+            len(owed),
             self.user_id,
             reason,
         )
-        refunds = [self._pending_refund(deduction) for deduction in self.deductions]
+        refunds = [self._pending_refund(deduction) for deduction in owed]
         task = asyncio.get_running_loop().create_task(self._issue(refunds))
         try:
             await asyncio.shield(task)
@@ -240,7 +256,7 @@ class CreditSession:
 
     async def _record(self, deduction: Deduction) -> None:
         self.deductions.append(deduction)
-        if not self._refunded:
+        if not self._refunded or deduction.paid_earlier:
             return
 
         # The request already failed and refunded while this deduction was in flight,
@@ -254,12 +270,14 @@ class CreditSession:
 
     async def _deduct_once(
         self, amount: int, description: str, reference_id: str | None, position: int
-    ) -> CreditAdjustmentResult:
+    ) -> tuple[CreditAdjustmentResult, bool]:
+        """Deduct, and return the result with whether an earlier attempt paid it."""
         if reference_id is not None:
-            return await self._adjust(amount, description, reference_id)
+            return await self._deduct_reusable(amount, description, reference_id)
 
         if self._idempotency_scope is None:
-            return await self._adjust(amount, description, f"ded_{uuid.uuid4().hex}")
+            fresh = f"ded_{uuid.uuid4().hex}"
+            return await self._adjust(amount, description, fresh, newest_row_before=None), False
 
         for generation in range(1, MAX_REFERENCE_GENERATIONS + 1):
             derived = self._derived_reference(position, generation)
@@ -276,9 +294,9 @@ class CreditSession:
                 )
                 continue
 
-            result = await self._adjust(amount, description, derived)
-            if not result.replayed or not await self._was_reversed(result.transaction.id):
-                return result
+            result, paid_earlier = await self._deduct_reusable(amount, description, derived)
+            if not paid_earlier or not await self._was_reversed(result.transaction.id):
+                return result, paid_earlier
             logger.info(
                 "Deduction %s of user %s was refunded after an earlier failure; "
                 "charging the retried request under a new reference id",
@@ -292,8 +310,24 @@ class CreditSession:
             code="too_many_retries",
         )
 
-    async def _adjust(
+    async def _deduct_reusable(
         self, amount: int, description: str, reference_id: str
+    ) -> tuple[CreditAdjustmentResult, bool]:
+        # An earlier attempt of the same request may have paid under this reference id,
+        # and a retry inside the client can return this attempt's own charge as a
+        # replay too. The newest ledger row before sending distinguishes the two.
+        newest_row = await newest_ledger_row(self._ledger, self.user_id)
+        result = await self._adjust(amount, description, reference_id, newest_row_before=newest_row)
+        if not result.replayed:
+            return result, False
+
+        made_now = await is_newer_than(
+            self._ledger, self.user_id, result.transaction.id, newest_row
+        )
+        return result, not made_now
+
+    async def _adjust(
+        self, amount: int, description: str, reference_id: str, *, newest_row_before: str | None
     ) -> CreditAdjustmentResult:
         try:
             return await self._ledger.adjust_credits(
@@ -321,6 +355,7 @@ class CreditSession:
                 amount=amount,
                 description=description,
                 balance=None,
+                newest_row_before=newest_row_before,
             )
             # Shielded, because a cancelled deduction must still be recorded.
             await asyncio.shield(self._record(uncertain))
@@ -360,7 +395,44 @@ class CreditSession:
             transaction_id=deduction.transaction_id,
             amount=deduction.amount,
             deduction_description=deduction.description,
+            newest_row_before=deduction.newest_row_before,
         )
+
+
+async def newest_ledger_row(ledger: CreditLedger, user_id: str) -> str:
+    """Return the id of the user's newest ledger row, or "" when the ledger is empty."""
+    page = await ledger.list_credit_transactions(user_id, limit=1)
+    return page.transactions[0].id if page.transactions else ""
+
+
+async def is_newer_than(
+    ledger: CreditLedger, user_id: str, transaction_id: str, row_id: str
+) -> bool:
+    """Return whether ledger row ``transaction_id`` is newer than row ``row_id`` ("" for none)."""
+    if not row_id:
+        return True
+
+    # The ledger is newest first, so whichever of the two rows comes first is newer.
+    cursor: str | None = None
+    while True:
+        page = await ledger.list_credit_transactions(user_id, limit=100, cursor=cursor)
+        for row in page.transactions:
+            if row.id == row_id:
+                return False
+            if row.id == transaction_id:
+                return True
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+
+    logger.warning(
+        "Neither ledger row %s nor %s of user %s was found; treating the charge as an "
+        "earlier attempt's",
+        transaction_id,
+        row_id,
+        user_id,
+    )
+    return False
 
 
 def refund_call(
@@ -389,6 +461,21 @@ def refund_call(
             except InsufficientCreditsError:
                 return None
             transaction_id = settled.transaction.id
+
+            # A replay older than the request's first look at the ledger is the charge
+            # of an earlier attempt, which may have done its work.
+            if settled.replayed and refund.newest_row_before is not None:
+                made_by_request = await is_newer_than(
+                    ledger, refund.user_id, transaction_id, refund.newest_row_before
+                )
+                if not made_by_request:
+                    logger.info(
+                        "Deduction %s of user %s was paid by an earlier attempt of its "
+                        "request; not refunding it",
+                        refund.deduction_reference_id,
+                        refund.user_id,
+                    )
+                    return None
 
         return await ledger.adjust_credits(
             refund.user_id,

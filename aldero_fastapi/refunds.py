@@ -37,6 +37,11 @@ class PendingRefund:
     ``reference_id`` is the refund's own idempotency reference, derived from the
     deduction's, so that every attempt of the same refund lands at most once.
     ``transaction_id`` is None when it is not known whether the deduction was applied.
+    ``newest_row_before`` is set when an earlier attempt of the same request may have
+    used the deduction's reference id: it is the id of the user's newest ledger row
+    before the deduction was sent, or "" for an empty ledger. A charge under that
+    reference that is not newer than this row was the earlier attempt's, and is not
+    refunded.
     """
 
     user_id: str
@@ -45,6 +50,7 @@ class PendingRefund:
     transaction_id: str | None
     amount: int
     deduction_description: str
+    newest_row_before: str | None = None
 
 
 class RefundQueue:
@@ -120,7 +126,8 @@ class RefundQueue:
         result = await self._refund_call(refund)
         if result is None:
             logger.info(
-                "Deduction %s of user %s was never applied, so it needs no refund",
+                "Deduction %s of user %s needs no refund: it was never applied, or an "
+                "earlier attempt of its request paid it",
                 refund.deduction_reference_id,
                 refund.user_id,
             )

@@ -233,3 +233,104 @@ async def test_retry_beside_pending_refund_charged(aldero_emulator: EmulatorServ
     assert len({row["referenceId"] for row in usage}) == 2
     assert [row["amount"] for row in refunds] == [3]
     assert aldero.refunds.succeeded == 1
+
+
+async def test_failed_retry_keeps_paid_charge(aldero_emulator: EmulatorServer) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
+    headers = {**ALICE, "Idempotency-Key": "fax-79"}
+
+    async with lifespan_client(app) as client:
+        paid = await client.post("/charge/3", headers=headers)
+        # Every attempt of the retry's deduction fails, so its outcome is unknown.
+        await add_fault(
+            aldero_emulator,
+            method="POST",
+            path="/billing/users/*/credits",
+            action="status",
+            status=503,
+            count=3,
+        )
+        retried = await client.post("/charge/3", headers=headers)
+        await aldero.refunds.drain(timeout=10)
+
+    assert paid.status_code == 200
+    assert paid.json()["balance"] == 7
+    assert retried.status_code == 503
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 7
+    assert state["ledgerSum"] == 7
+    rows = await ledger(aldero_emulator, "alice")
+    assert [row["type"] for row in rows if row["type"] in ("usage", "refund")] == ["usage"]
+    assert aldero.refunds.succeeded == 0
+
+
+async def test_failing_retry_of_paid_request(aldero_emulator: EmulatorServer) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator))
+    app.state.release.set()
+    headers = {**ALICE, "Idempotency-Key": "fax-80"}
+
+    async with lifespan_client(app) as client:
+        paid = await client.post("/pay-wait", headers=headers)
+        failed_retry = await client.post("/pay-wait?fail=true", headers=headers)
+
+    assert paid.json() == {"balance": 6}
+    assert failed_retry.status_code == 502
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 6
+    assert state["ledgerSum"] == 6
+    rows = await ledger(aldero_emulator, "alice")
+    assert not [row for row in rows if row["type"] == "refund"]
+    assert aldero.refunds.succeeded == 0
+
+
+async def test_keyed_uncertain_first_attempt_refunded(
+    aldero_emulator: EmulatorServer,
+) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
+    # The first attempt commits the deduction and every attempt answers 500.
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="commit_then_status",
+        status=500,
+        count=3,
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge/3", headers={**ALICE, "Idempotency-Key": "fax-81"})
+        await aldero.refunds.drain(timeout=10)
+
+    assert response.status_code == 503
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 10
+    assert state["ledgerSum"] == 10
+    rows = await ledger(aldero_emulator, "alice")
+    assert sorted(row["amount"] for row in rows if row["type"] in ("usage", "refund")) == [-3, 3]
+    assert aldero.refunds.succeeded == 1
+
+
+async def test_client_retry_replay_is_own_charge(aldero_emulator: EmulatorServer) -> None:
+    app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
+    # The deduction commits, its response is lost, and the client's retry gets a replay.
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="commit_then_drop",
+        count=1,
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post(
+            "/charge-twice-then-fail", headers={**ALICE, "Idempotency-Key": "fax-82"}
+        )
+        await aldero.refunds.drain(timeout=10)
+
+    assert response.status_code == 409
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 10
+    assert state["ledgerSum"] == 10
+    rows = await ledger(aldero_emulator, "alice")
+    assert sorted(row["amount"] for row in rows if row["type"] == "refund") == [2, 3]
+    assert aldero.refunds.succeeded == 2
