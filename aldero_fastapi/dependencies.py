@@ -8,6 +8,7 @@ cannot resolve string annotations on the ``__call__`` of a callable instance suc
 ``require_feature("x")``, and reads them as query parameters.
 """
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
@@ -27,8 +28,9 @@ from aldero_fastapi.handlers import retry_after_seconds
 from aldero_fastapi.http_errors import AlderoHTTPException
 from aldero_fastapi.models import Entitlements
 from aldero_fastapi.notify import NotificationSender
-from aldero_fastapi.overrides import USER_SCOPE_KEY, UserDependent, recorded_user_id
+from aldero_fastapi.overrides import UserDependent
 from aldero_fastapi.plugin import Aldero
+from aldero_fastapi.request_user import recorded_user, recorded_user_id
 from aldero_fastapi.resolvers import bearer_credentials, bearer_token_user
 
 __all__ = [
@@ -85,16 +87,22 @@ async def current_user(request: Request) -> AuthenticatedUser:
     """
     # require_feature calls this function itself before FastAPI resolves the handler's
     # CurrentUser, so the user is kept in the scope and the token is verified once.
-    user: AuthenticatedUser | None = request.scope.get(USER_SCOPE_KEY)
+    user: AuthenticatedUser | None = recorded_user(request)
     if user is not None:
         return user
 
+    # With a user resolver, the app's dependency overrides resolve the user, so getting
+    # here means they were replaced and bearer tokens would be accepted in its place.
+    if getattr(getattr(request.app.state, "aldero", None), "user_resolver", None) is not None:
+        raise ConfigurationError(
+            "Aldero(user_resolver=...) is set but app.dependency_overrides was replaced, "
+            "so the resolver is not used; call aldero.install(app) after replacing it"
+        )
+
     # The header is parsed here rather than through an HTTPBearer sub-dependency, which
     # would cost FastAPI one more resolution step on every request. ``install`` adds
-    # the bearer scheme to the OpenAPI schema instead.
-    user = await bearer_token_user(request, bearer_credentials(request))
-    request.scope[USER_SCOPE_KEY] = user
-    return user
+    # the bearer scheme to the OpenAPI schema instead. bearer_token_user records the user.
+    return await bearer_token_user(request, bearer_credentials(request))
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
@@ -238,8 +246,8 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
     scope = _idempotency_scope(request)
     if scope is not None:
         # The user is part of the scope, so two users who pick the same key never
-        # share reference ids.
-        scope = f"{user.id} {scope}"
+        # share reference ids. JSON keeps the parts apart whatever they contain.
+        scope = json.dumps([user.id, scope])
     session = CreditSession(
         aldero.ledger,
         aldero.refunds,
@@ -350,4 +358,4 @@ def _idempotency_scope(request: Request) -> str | None:
             "for example a UUID generated once per logical request",
         )
     # The route is part of the scope, so one key reused on two routes charges both.
-    return f"{request.method} {request.url.path} {key}"
+    return json.dumps([request.method, request.url.path, key])

@@ -15,34 +15,21 @@ override resolved in the request's scope, as the user dependency itself does.
 
 from __future__ import annotations
 
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
+from cachetools import LRUCache
 from fastapi import Depends, FastAPI, Request
 
-__all__ = [
-    "USER_SCOPE_KEY",
-    "UserAwareOverrides",
-    "UserDependent",
-    "install_user_aware_overrides",
-    "recorded_user_id",
-]
+from aldero_fastapi.request_user import record_user
+from aldero_fastapi.resolvers import coerce_user
 
-# The ASGI scope key under which the user resolved for a request is kept.
-USER_SCOPE_KEY = "aldero_fastapi.user"
+__all__ = ["UserAwareOverrides", "UserDependent", "install_user_aware_overrides"]
 
 Dependency = Callable[..., Any]
 _Default = TypeVar("_Default")
 _MISSING: Any = object()
-
-
-def recorded_user_id(request: Request) -> str | None:
-    """Return the id of the user resolved so far for ``request``, or None."""
-    user = request.scope.get(USER_SCOPE_KEY)
-    user_id = getattr(user, "id", None)
-    return user_id if isinstance(user_id, str) else None
 
 
 class UserDependent(ABC):
@@ -71,9 +58,8 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
         super().__init__(overrides)
         self.user_dependency = user_dependency
         self.user_resolver: Dependency | None = None
-        self._recording: weakref.WeakKeyDictionary[Dependency, Dependency] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Bounded, because a test suite may install a new override for every test.
+        self._recording: LRUCache[Dependency, Dependency] = LRUCache(maxsize=64)
 
     def __bool__(self) -> bool:
         # FastAPI skips the overrides of an empty mapping, which must not skip the resolver.
@@ -118,11 +104,18 @@ class UserAwareOverrides(dict[Dependency, Dependency]):
 
 
 def _record_user_of(replacement: Dependency) -> Dependency:
-    async def record_user(request: Request, user: Any = Depends(replacement)) -> Any:  # noqa: B008
-        request.scope[USER_SCOPE_KEY] = user
+    async def resolve_and_record_user(
+        request: Request,
+        user: Any = Depends(replacement),  # noqa: B008 - the dependency is only known here
+    ) -> Any:
+        # A user id string or None is turned into a user or a 401, as for a resolver.
+        # Other objects pass unchanged, for tests whose fake users have their own type.
+        if user is None or isinstance(user, str):
+            user = coerce_user(user)
+        record_user(request, user)
         return user
 
-    return record_user
+    return resolve_and_record_user
 
 
 def install_user_aware_overrides(app: FastAPI, user_dependency: Dependency) -> UserAwareOverrides:

@@ -20,6 +20,7 @@ from aldero_fastapi.auth import (
     find_user_id_problem,
 )
 from aldero_fastapi.http_errors import AlderoHTTPException
+from aldero_fastapi.request_user import record_user
 
 __all__ = [
     "MAX_TRUSTED_USER_ID_LENGTH",
@@ -78,7 +79,7 @@ async def bearer_token_user(
         raise _not_authenticated()
 
     try:
-        return await verifier.verify(credentials.credentials)
+        user = await verifier.verify(credentials.credentials)
     except InvalidTokenError as error:
         logger.info("rejected bearer token on %s: %s", _describe_route(request), error.reason)
         description = _quote_header_text(error.reason)
@@ -99,6 +100,11 @@ async def bearer_token_user(
             "Authentication service unavailable",
             headers={"Retry-After": str(error.retry_after_seconds)},
         ) from None
+
+    # Kept for the rest of the request, for example for the notification keys of routes
+    # that take this dependency instead of CurrentUser.
+    record_user(request, user)
+    return user
 
 
 def bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
@@ -157,7 +163,9 @@ def trusted_header_user(
             logger.info("rejected request %s: %s", _describe_route(request), problem)
             raise AlderoHTTPException(401, "Invalid user id header", reason=problem)
 
-        return AuthenticatedUser(id=values[0], claims={})
+        user = AuthenticatedUser(id=values[0], claims={})
+        record_user(request, user)
+        return user
 
     return resolve_trusted_header_user
 

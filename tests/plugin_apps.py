@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException
@@ -11,6 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from aldero_fastapi import (
     Aldero,
     AlderoSettings,
+    AuthenticatedUser,
     Credits,
     CreditSession,
     CurrentUser,
@@ -19,11 +21,13 @@ from aldero_fastapi import (
     UserEntitlements,
     deduct_credits,
     require_feature,
+    trusted_header_user,
 )
 from aldero_fastapi.emulator import EmulatorServer
 
 # Module level, because string annotations resolve against the module's globals.
 pages_charge = deduct_credits(lambda request: int(request.headers["x-pages"]), "Pages")
+gateway_user = trusted_header_user("X-User-Id")
 
 
 class HandlerFailure(Exception):
@@ -148,6 +152,18 @@ def build_app(settings: AlderoSettings, **aldero_options: Any) -> tuple[FastAPI,
             raise HTTPException(status_code=418, detail="Handler failed")
         return {"outcome": outcome}
 
+    @app.post("/notify-ops-gateway")
+    async def notify_ops_gateway(
+        user: Annotated[AuthenticatedUser, Depends(gateway_user)], notifier: Notifier
+    ) -> dict[str, str]:
+        notifier.send_after_response(
+            template_name="welcome-email",
+            channel="email",
+            to="ops@example.com",
+            variables={"name": user.id},
+        )
+        return {"outcome": "ok"}
+
     @app.post("/notify-ops")
     async def notify_ops(user: CurrentUser, notifier: Notifier) -> dict[str, str]:
         notifier.send_after_response(
@@ -197,7 +213,9 @@ async def ledger(server: EmulatorServer, user_id: str) -> list[dict[str, Any]]:
 async def set_user(server: EmulatorServer, user_id: str, **state: Any) -> None:
     """Set a user's features or credits through the emulator's admin route."""
     async with httpx.AsyncClient() as client:
-        response = await client.put(f"{server.admin_url}/users/{user_id}", json=state)
+        response = await client.put(
+            f"{server.admin_url}/users/{quote(user_id, safe='')}", json=state
+        )
     response.raise_for_status()
 
 

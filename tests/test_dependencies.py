@@ -510,6 +510,41 @@ async def test_same_key_same_recipient_both_sent(
     assert aldero.background_sends.failed == 0
 
 
+async def test_gateway_users_same_key_both_sent(
+    aldero_emulator: EmulatorServer, aldero_settings: AlderoSettings
+) -> None:
+    app, aldero = build_app(aldero_settings)
+    statuses: list[int] = []
+
+    async with lifespan_client(app) as client:
+        for user_id in ("alice", "bob"):
+            response = await client.post(
+                "/notify-ops-gateway", headers={"X-User-Id": user_id, "Idempotency-Key": "shared"}
+            )
+            statuses.append(response.status_code)
+        await aldero.background_sends.drain(timeout=10)
+
+    assert statuses == [200, 200]
+    sent = await _notifications(aldero_emulator, "ops@example.com")
+    assert sorted(entry["variables"]["name"] for entry in sent) == ["alice", "bob"]
+    assert aldero.background_sends.failed == 0
+
+
+async def test_user_ids_with_spaces_keep_apart(aldero_emulator: EmulatorServer) -> None:
+    app, _ = build_app(emulator_settings(aldero_emulator))
+    await set_user(aldero_emulator, "bob POST /charge/1 a", credits=5)
+
+    async with lifespan_client(app) as client:
+        override_user(app, "bob")
+        first = await client.post("/charge/1", headers={"Idempotency-Key": "a POST /charge/1 b"})
+        override_user(app, "bob POST /charge/1 a")
+        second = await client.post("/charge/1", headers={"Idempotency-Key": "b"})
+
+    assert first.status_code == 200
+    assert second.status_code == 200
+    assert first.json()["referenceId"] != second.json()["referenceId"]
+
+
 async def test_webhook_oversized_body_413(aldero_emulator: EmulatorServer) -> None:
     settings = emulator_settings(aldero_emulator, webhook_secret=WEBHOOK_SECRET)
     app, aldero = build_app(settings)

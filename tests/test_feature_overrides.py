@@ -247,3 +247,51 @@ async def test_resolver_survives_cleared_overrides(aldero_settings: AlderoSettin
     assert premium.json() == {"userId": "alice"}
     assert bare.json() == {"userId": "alice"}
     assert token_only.status_code == 401
+
+
+class SlottedResolver:
+    """A callable override whose class has ``__slots__``, so it takes no weak reference."""
+
+    __slots__ = ("user_id",)
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+    async def __call__(self) -> str:
+        return self.user_id
+
+
+async def test_override_returning_id_or_none(aldero_settings: AlderoSettings) -> None:
+    async def no_user() -> None:
+        return None
+
+    app, _ = build_app(aldero_settings)
+
+    async with lifespan_client(app) as client:
+        app.dependency_overrides[current_user] = SlottedResolver("alice")
+        by_id = await client.get("/premium")
+        app.dependency_overrides[current_user] = no_user
+        anonymous = await client.get("/premium")
+
+    assert by_id.status_code == 200
+    assert by_id.json() == {"userId": "alice"}
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"error": "Not authenticated"}
+
+
+async def test_resolver_with_replaced_overrides_503(aldero_settings: AlderoSettings) -> None:
+    async def api_key_user(request: Request) -> str | None:
+        return {"key-of-alice": "alice"}.get(request.headers.get("x-api-key", ""))
+
+    app, _ = build_app(aldero_settings, user_resolver=api_key_user)
+
+    async with lifespan_client(app) as client:
+        app.dependency_overrides = {}
+        token_only = await client.get("/bare", headers=ALICE)
+        aldero_install_again = app.state.aldero.install
+        aldero_install_again(app)
+        by_key = await client.get("/bare", headers={"X-API-Key": "key-of-alice"})
+
+    assert token_only.status_code == 503
+    assert token_only.json() == {"error": "Aldero integration is misconfigured"}
+    assert by_key.json() == {"userId": "alice"}
