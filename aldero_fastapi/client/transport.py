@@ -29,6 +29,7 @@ from aldero_fastapi.errors import (
     AlderoError,
     AlderoTimeoutError,
 )
+from aldero_fastapi.log_throttle import LogThrottle
 from aldero_fastapi.request_context import request_id_for_call
 
 __all__ = ["ApiCall", "ApiResponse", "ApiTransport", "encode_json"]
@@ -155,6 +156,8 @@ class ApiTransport:
         # NOTE: the slots belong to this transport, so two clients that share one
         # http_client may have up to twice max_connections requests in flight.
         self._request_slots = asyncio.Semaphore(max_connections)
+        # In an outage every call retries, so the retry warnings are rate-limited.
+        self._retry_log = LogThrottle()
         self._owns_http_client = http_client is None
         if http_client is None:
             # Every connection may stay open, because a server shares this client between
@@ -243,16 +246,21 @@ class ApiTransport:
             return None
 
         delay = retry_after if retry_after is not None else policy.backoff_delay(attempt)
-        logger.warning(
-            "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s)",
-            call.method,
-            call.path,
-            reason,
-            attempt + 1,
-            policy.max_attempts,
-            delay,
-            request_id,
-        )
+        held_back = self._retry_log.allow((call.method, reason))
+        if held_back is not None:
+            logger.warning(
+                "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s; "
+                "%d more such retries in the last %.0f s)",
+                call.method,
+                call.path,
+                reason,
+                attempt + 1,
+                policy.max_attempts,
+                delay,
+                request_id,
+                held_back,
+                self._retry_log.interval_seconds,
+            )
         return delay
 
     async def _send_once(

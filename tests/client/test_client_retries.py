@@ -360,3 +360,19 @@ async def test_retry_after_above_cap_logged(
     assert len(messages) == 1
     assert "Not retrying" in messages[0]
     assert "120.0 s" in messages[0]
+
+
+async def test_repeated_retry_warnings_held_back(
+    make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aldero_fastapi.client")
+    ok = json_reply(200, ENTITLEMENTS_BODY)
+    harness = make_harness([UNAVAILABLE, ok, UNAVAILABLE, ok, UNAVAILABLE, ok])
+
+    for _ in range(3):
+        await harness.client.billing.get_entitlements("alice")
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(harness.requests) == 6
+    assert len(messages) == 1
+    assert "0 more such retries in the last 10 s" in messages[0]
