@@ -124,12 +124,10 @@ async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitl
         held_back = aldero.outage_log.allow(("entitlements", type(error).__name__))
         if held_back is not None:
             logger.warning(
-                "Entitlements of user %s are unavailable (%s); responding with 503 "
-                "(%d more such responses in the last %.0f s)",
+                "Entitlements of user %s are unavailable (%s); responding with 503%s",
                 user.id,
                 type(error).__name__,
-                held_back,
-                aldero.outage_log.interval_seconds,
+                aldero.outage_log.note(held_back),
             )
         raise AlderoHTTPException(
             503,

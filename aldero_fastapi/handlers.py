@@ -167,14 +167,12 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         held_back = outage_log.allow(("unavailable", request.url.path, type(error).__name__))
         if held_back is not None:
             logger.warning(
-                "Aldero unavailable during %s %s (%s, request %s); responding with 503 "
-                "(%d more such responses in the last %.0f s)",
+                "Aldero unavailable during %s %s (%s, request %s); responding with 503%s",
                 request.method,
                 request.url.path,
                 type(error).__name__,
                 error.request_id,
-                held_back,
-                outage_log.interval_seconds,
+                outage_log.note(held_back),
             )
         return JSONResponse(
             {"error": "Aldero service unavailable"},
@@ -201,13 +199,11 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         held_back = outage_log.allow(("configuration", request.url.path, error.message))
         if held_back is not None:
             logger.error(
-                "The Aldero configuration of this app failed during %s %s: %s "
-                "(%d more such responses in the last %.0f s)",
+                "The Aldero configuration of this app failed during %s %s: %s%s",
                 request.method,
                 request.url.path,
                 error.message,
-                held_back,
-                outage_log.interval_seconds,
+                outage_log.note(held_back),
             )
         return JSONResponse({"error": "Aldero integration is misconfigured"}, status_code=503)
 

@@ -43,3 +43,9 @@ class LogThrottle:
 
         self._entries[key] = (now, 0)
         return entry[1] if entry is not None else 0
+
+    def note(self, held_back: int) -> str:
+        """Return the suffix that reports ``held_back`` lines, or "" when there are none."""
+        if held_back == 0:
+            return ""
+        return f" ({held_back} more like it in the last {self.interval_seconds:.0f} s)"

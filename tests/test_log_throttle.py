@@ -58,3 +58,10 @@ def test_keys_bounded() -> None:
     # "a" was forgotten, so its next line passes as a first one.
     assert throttle.allow("a") == 0
     assert throttle.allow("c") is None
+
+
+def test_note_reports_held_lines() -> None:
+    throttle = LogThrottle(10.0, clock=FakeClock())
+
+    assert throttle.note(0) == ""
+    assert throttle.note(3) == " (3 more like it in the last 10 s)"

@@ -249,8 +249,7 @@ class ApiTransport:
         held_back = self._retry_log.allow((call.method, reason))
         if held_back is not None:
             logger.warning(
-                "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s; "
-                "%d more such retries in the last %.0f s)",
+                "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s)%s",
                 call.method,
                 call.path,
                 reason,
@@ -258,8 +257,7 @@ class ApiTransport:
                 policy.max_attempts,
                 delay,
                 request_id,
-                held_back,
-                self._retry_log.interval_seconds,
+                self._retry_log.note(held_back),
             )
         return delay
 

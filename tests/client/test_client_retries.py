@@ -375,4 +375,4 @@ async def test_repeated_retry_warnings_held_back(
     messages = [record.getMessage() for record in caplog.records]
     assert len(harness.requests) == 6
     assert len(messages) == 1
-    assert "0 more such retries in the last 10 s" in messages[0]
+    assert messages[0].endswith(f"(request id {harness.requests[0].headers['X-Request-Id']})")
