@@ -41,6 +41,11 @@ MAX_REFERENCE_LENGTH = 200
 # The bound stops a loop if the ledger never shows the refund as expected.
 MAX_REFERENCE_GENERATIONS = 5
 
+# Codes of the ConflictError a keyed deduction raises; the installed handler answers 409.
+TOO_MANY_RETRIES_CODE = "too_many_retries"
+REFUND_PENDING_CODE = "refund_pending"
+REFUND_PENDING_RETRY_AFTER_SECONDS = 5
+
 # Errors after which the deduction was certainly not applied. After any other error,
 # or a cancellation, it may have been: the service can commit and then fail, and the
 # client's retries can end on a definite error after an earlier attempt was dropped.
@@ -284,15 +289,23 @@ class CreditSession:
 
             # A refund still being retried in the background takes back whatever is
             # charged under its reference id, a charge this request would make there
-            # included, so the request is charged under the next reference id.
+            # included. Until it ends, whether that reference id ends up charged and
+            # refunded, or never charged, is unknown, and the next reference id would
+            # be a second charge in the second case. So the request waits.
             if self._refunds.is_pending(derived):
                 logger.info(
                     "Deduction %s of user %s is being refunded in the background; "
-                    "charging the retried request under a new reference id",
+                    "responding 409 until the refund ends",
                     derived,
                     self.user_id,
                 )
-                continue
+                raise ConflictError(
+                    "A refund of an earlier attempt of this request is still running; "
+                    "retry later with the same Idempotency-Key",
+                    status_code=409,
+                    code=REFUND_PENDING_CODE,
+                    retry_after=REFUND_PENDING_RETRY_AFTER_SECONDS,
+                )
 
             result, paid_earlier = await self._deduct_reusable(amount, description, derived)
             if not paid_earlier or not await self._was_reversed(result.transaction.id):
@@ -307,7 +320,7 @@ class CreditSession:
             f"Deduction {position} of this request was refunded "
             f"{MAX_REFERENCE_GENERATIONS} times; retry with a new Idempotency-Key",
             status_code=409,
-            code="too_many_retries",
+            code=TOO_MANY_RETRIES_CODE,
         )
 
     async def _deduct_reusable(
@@ -321,9 +334,26 @@ class CreditSession:
         if not result.replayed:
             return result, False
 
-        made_now = await is_newer_than(
-            self._ledger, self.user_id, result.transaction.id, newest_row
-        )
+        try:
+            made_now = await is_newer_than(
+                self._ledger, self.user_id, result.transaction.id, newest_row
+            )
+        except BaseException:
+            # The charge may be this attempt's, so a failing request must settle it the
+            # way it settles a deduction of unknown outcome.
+            await asyncio.shield(
+                self._record(
+                    Deduction(
+                        reference_id=reference_id,
+                        transaction_id=None,
+                        amount=amount,
+                        description=description,
+                        balance=None,
+                        newest_row_before=newest_row,
+                    )
+                )
+            )
+            raise
         return result, not made_now
 
     async def _adjust(

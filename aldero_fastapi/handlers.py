@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aldero_fastapi.credits import REFUND_PENDING_CODE, TOO_MANY_RETRIES_CODE
 from aldero_fastapi.errors import (
     AlderoAPIError,
     AlderoError,
@@ -40,8 +41,6 @@ logger = logging.getLogger("aldero_fastapi.handlers")
 
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
-# The code CreditSession gives an Idempotency-Key whose charges were refunded too often.
-TOO_MANY_RETRIES_CODE = "too_many_retries"
 MAX_REQUEST_ID_LENGTH = 128
 
 # For apps without a started Aldero, because each Aldero instance has its own throttle.
@@ -160,6 +159,13 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
     if isinstance(error, ConflictError) and error.code == TOO_MANY_RETRIES_CODE:
         logger.warning("%s %s: %s", request.method, request.url.path, error.message)
         return JSONResponse({"error": error.message}, status_code=409)
+
+    if isinstance(error, ConflictError) and error.code == REFUND_PENDING_CODE:
+        return JSONResponse(
+            {"error": error.message},
+            status_code=409,
+            headers={"Retry-After": str(retry_after_seconds(error))},
+        )
 
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = retry_after_seconds(error)

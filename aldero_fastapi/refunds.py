@@ -153,6 +153,23 @@ class RefundQueue:
         )
 
     async def _retry(self, refund: PendingRefund) -> None:
+        try:
+            await self._retry_attempts(refund)
+        except asyncio.CancelledError:
+            # Pending refunds live in memory only, so the ids must reach the log.
+            logger.error(
+                "Refund cancelled before it landed, for example at shutdown: user %s, %d "
+                "credits, deduction %s (transaction %s), refund reference %s. Reconcile it "
+                "by hand.",
+                refund.user_id,
+                refund.amount,
+                refund.deduction_reference_id,
+                refund.transaction_id,
+                refund.reference_id,
+            )
+            raise
+
+    async def _retry_attempts(self, refund: PendingRefund) -> None:
         # The first attempt already happened inside the request.
         for attempt in range(2, self._max_attempts + 1):
             delay = self._random.uniform(0, self._backoff_seconds * 2 ** (attempt - 1))

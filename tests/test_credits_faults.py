@@ -186,10 +186,13 @@ async def test_retry_during_background_refund_charged(aldero_emulator: EmulatorS
         )
         app.state.release.set()
         failed = await first
-        retried = await client.post("/pay-wait", headers=headers)
+        too_early = await client.post("/pay-wait", headers=headers)
         await aldero.refunds.drain(timeout=10)
+        retried = await client.post("/pay-wait", headers=headers)
 
     assert failed.status_code == 502
+    assert too_early.status_code == 409
+    assert too_early.headers["retry-after"] == "5"
     assert retried.status_code == 200
     state = await emulator_user(aldero_emulator, "alice")
     assert state["credits"] == 6
@@ -216,11 +219,14 @@ async def test_retry_beside_pending_refund_charged(aldero_emulator: EmulatorServ
     async with lifespan_client(app) as client:
         failed = await client.post("/charge/3", headers=headers)
         refund_was_pending = aldero.refunds.pending
-        retried = await client.post("/charge/3", headers=headers)
+        too_early = await client.post("/charge/3", headers=headers)
         await aldero.refunds.drain(timeout=10)
+        retried = await client.post("/charge/3", headers=headers)
 
     assert failed.status_code == 503
     assert refund_was_pending == 1
+    assert too_early.status_code == 409
+    assert too_early.json()["error"].startswith("A refund of an earlier attempt")
     assert retried.status_code == 200
     assert retried.json()["balance"] == 7
     state = await emulator_user(aldero_emulator, "alice")
@@ -229,6 +235,8 @@ async def test_retry_beside_pending_refund_charged(aldero_emulator: EmulatorServ
     rows = await ledger(aldero_emulator, "alice")
     usage = [row for row in rows if row["type"] == "usage"]
     refunds = [row for row in rows if row["type"] == "refund"]
+    # The background refund charged and refunded the first reference id, and the retry
+    # paid under the next one.
     assert len(usage) == 2
     assert len({row["referenceId"] for row in usage}) == 2
     assert [row["amount"] for row in refunds] == [3]
@@ -334,3 +342,75 @@ async def test_client_retry_replay_is_own_charge(aldero_emulator: EmulatorServer
     rows = await ledger(aldero_emulator, "alice")
     assert sorted(row["amount"] for row in rows if row["type"] == "refund") == [2, 3]
     assert aldero.refunds.succeeded == 2
+
+
+class LedgerReadFailures(httpx.AsyncBaseTransport):
+    """Real HTTP, except that ledger reads number ``first`` to ``last`` fail to connect."""
+
+    def __init__(self, first: int, last: int) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._first = first
+        self._last = last
+        self.ledger_reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/credits"):
+            self.ledger_reads += 1
+            if self._first <= self.ledger_reads <= self._last:
+                raise httpx.ConnectError("injected ledger read failure", request=request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_own_replay_refunded_when_ledger_fails(aldero_emulator: EmulatorServer) -> None:
+    # The first ledger read is the look before the deduction; the three after it, one
+    # attempt and two retries, are the check of the replay the client's retry gets.
+    transport = LedgerReadFailures(first=2, last=4)
+    app, aldero = build_app(
+        emulator_settings(aldero_emulator, max_retries=2, retry_backoff_seconds=0.0),
+        transport=transport,
+    )
+    await add_fault(
+        aldero_emulator,
+        method="POST",
+        path="/billing/users/*/credits",
+        action="commit_then_drop",
+        count=1,
+    )
+
+    async with lifespan_client(app) as client:
+        response = await client.post("/charge/3", headers={**ALICE, "Idempotency-Key": "fax-83"})
+        await aldero.refunds.drain(timeout=10)
+
+    assert response.status_code == 503
+    assert transport.ledger_reads == 5
+    state = await emulator_user(aldero_emulator, "alice")
+    assert state["credits"] == 10
+    assert state["ledgerSum"] == 10
+    rows = await ledger(aldero_emulator, "alice")
+    assert [row["amount"] for row in rows if row["type"] == "refund"] == [3]
+
+
+async def test_cancelled_refund_logged_with_ids(
+    aldero_emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = emulator_settings(
+        aldero_emulator, max_retries=0, refund_max_attempts=5, refund_backoff_seconds=30.0
+    )
+    app, aldero = build_app(settings)
+
+    with caplog.at_level(logging.ERROR, logger="aldero_fastapi.refunds"):
+        async with lifespan_client(app) as client:
+            response = await _fail_after_deduction(
+                app, client, aldero_emulator, action="status", status=503, count=1
+            )
+            await aldero.refunds.drain(timeout=0.1)
+
+    assert response.status_code == 502
+    lines = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(lines) == 1
+    assert lines[0].startswith("Refund cancelled before it landed")
+    assert "user alice, 4 credits, deduction ded_" in lines[0]
+    assert "Reconcile it by hand" in lines[0]
