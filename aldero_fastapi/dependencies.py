@@ -276,6 +276,10 @@ async def credit_session(request: Request, user: CurrentUser) -> AsyncIterator[C
         await session.refund_all(f"the request failed with {type(error).__name__}")
         raise
     finally:
+        # NOTE: a deduction still in flight here, for example beside a task of
+        # asyncio.gather that raised, is refunded when it lands, after the key is
+        # released. A retry with the same key in that window can replay that charge
+        # as paid and then see it refunded.
         if scope is not None:
             aldero.idempotent_requests.discard(scope)
 
