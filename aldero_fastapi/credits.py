@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,7 +16,7 @@ from aldero_fastapi.errors import (
     InsufficientCreditsError,
     InvalidRequestError,
 )
-from aldero_fastapi.models import CreditAdjustmentResult, CreditLedgerPage
+from aldero_fastapi.models import CreditAdjustmentResult, CreditLedgerPage, CreditTransaction
 from aldero_fastapi.refunds import PendingRefund, RefundQueue
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "TrackedLedger",
     "idempotency_digest",
     "is_newer_than",
+    "ledger_rows",
     "newest_ledger_row",
     "refund_call",
 ]
@@ -41,7 +42,7 @@ MAX_REFERENCE_LENGTH = 200
 # The bound stops a loop if the ledger never shows the refund as expected.
 MAX_REFERENCE_GENERATIONS = 5
 
-# Codes of the ConflictError a keyed deduction raises; the installed handler answers 409.
+# Codes of the ConflictError a keyed deduction raises. The installed handler responds 409.
 TOO_MANY_RETRIES_CODE = "too_many_retries"
 REFUND_PENDING_CODE = "refund_pending"
 REFUND_PENDING_RETRY_AFTER_SECONDS = 5
@@ -400,19 +401,12 @@ class CreditSession:
     async def _was_reversed(self, transaction_id: str) -> bool:
         # The ledger is newest first and a refund is always newer than the row it
         # reverses, so the scan can stop at the deduction itself.
-        cursor: str | None = None
-        while True:
-            page = await self._ledger.list_credit_transactions(
-                self.user_id, limit=100, cursor=cursor
-            )
-            for row in page.transactions:
-                if row.reverses_transaction_id == transaction_id:
-                    return True
-                if row.id == transaction_id:
-                    return False
-            if page.next_cursor is None:
+        async for row in ledger_rows(self._ledger, self.user_id):
+            if row.reverses_transaction_id == transaction_id:
+                return True
+            if row.id == transaction_id:
                 return False
-            cursor = page.next_cursor
+        return False
 
     def _pending_refund(self, deduction: Deduction) -> PendingRefund:
         reference = f"refund_{deduction.reference_id}"
@@ -435,6 +429,18 @@ async def newest_ledger_row(ledger: CreditLedger, user_id: str) -> str:
     return page.transactions[0].id if page.transactions else ""
 
 
+async def ledger_rows(ledger: CreditLedger, user_id: str) -> AsyncIterator[CreditTransaction]:
+    """Yield the user's ledger rows newest first, fetching pages of 100 as they are needed."""
+    cursor: str | None = None
+    while True:
+        page = await ledger.list_credit_transactions(user_id, limit=100, cursor=cursor)
+        for row in page.transactions:
+            yield row
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 async def is_newer_than(
     ledger: CreditLedger, user_id: str, transaction_id: str, row_id: str
 ) -> bool:
@@ -443,17 +449,11 @@ async def is_newer_than(
         return True
 
     # The ledger is newest first, so whichever of the two rows comes first is newer.
-    cursor: str | None = None
-    while True:
-        page = await ledger.list_credit_transactions(user_id, limit=100, cursor=cursor)
-        for row in page.transactions:
-            if row.id == row_id:
-                return False
-            if row.id == transaction_id:
-                return True
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    async for row in ledger_rows(ledger, user_id):
+        if row.id == row_id:
+            return False
+        if row.id == transaction_id:
+            return True
 
     logger.warning(
         "Neither ledger row %s nor %s of user %s was found; treating the charge as an "
