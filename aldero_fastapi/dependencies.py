@@ -121,14 +121,14 @@ async def load_entitlements(request: Request, user: AuthenticatedUser) -> Entitl
         return await aldero.entitlements.get(user.id)
     except (AlderoTransportError, ServerError, RateLimitedError, ConflictError) as error:
         retry_after = retry_after_seconds(error)
-        held_back = aldero.outage_log.allow(("entitlements", type(error).__name__))
-        if held_back is not None:
-            logger.warning(
-                "Entitlements of user %s are unavailable (%s); responding with 503%s",
-                user.id,
-                type(error).__name__,
-                aldero.outage_log.note(held_back),
-            )
+        aldero.outage_log.log(
+            logger,
+            logging.WARNING,
+            ("entitlements", type(error).__name__),
+            "Entitlements of user %s are unavailable (%s); responding with 503",
+            user.id,
+            type(error).__name__,
+        )
         raise AlderoHTTPException(
             503,
             "Billing service unavailable",

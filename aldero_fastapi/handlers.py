@@ -169,17 +169,16 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
 
     if isinstance(error, (AlderoTransportError, ServerError, RateLimitedError, ConflictError)):
         retry_after = retry_after_seconds(error)
-        outage_log = outage_log_of(request)
-        held_back = outage_log.allow(("unavailable", request.url.path, type(error).__name__))
-        if held_back is not None:
-            logger.warning(
-                "Aldero unavailable during %s %s (%s, request %s); responding with 503%s",
-                request.method,
-                request.url.path,
-                type(error).__name__,
-                error.request_id,
-                outage_log.note(held_back),
-            )
+        outage_log_of(request).log(
+            logger,
+            logging.WARNING,
+            ("unavailable", request.url.path, type(error).__name__),
+            "Aldero unavailable during %s %s (%s, request %s); responding with 503",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+            error.request_id,
+        )
         return JSONResponse(
             {"error": "Aldero service unavailable"},
             status_code=503,
@@ -201,16 +200,15 @@ async def _aldero_error(request: Request, error: AlderoError) -> JSONResponse:
         )
 
     if isinstance(error, (UnauthorizedError, ForbiddenError, ConfigurationError)):
-        outage_log = outage_log_of(request)
-        held_back = outage_log.allow(("configuration", request.url.path, error.message))
-        if held_back is not None:
-            logger.error(
-                "The Aldero configuration of this app failed during %s %s: %s%s",
-                request.method,
-                request.url.path,
-                error.message,
-                outage_log.note(held_back),
-            )
+        outage_log_of(request).log(
+            logger,
+            logging.ERROR,
+            ("configuration", request.url.path, error.message),
+            "The Aldero configuration of this app failed during %s %s: %s",
+            request.method,
+            request.url.path,
+            error.message,
+        )
         return JSONResponse({"error": "Aldero integration is misconfigured"}, status_code=503)
 
     status = error.status_code if isinstance(error, AlderoAPIError) else None

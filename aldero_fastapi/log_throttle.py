@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 
@@ -43,6 +44,17 @@ class LogThrottle:
 
         self._entries[key] = (now, 0)
         return entry[1] if entry is not None else 0
+
+    def log(
+        self, logger: logging.Logger, level: int, key: Hashable, message: str, *args: object
+    ) -> None:
+        """
+        Log ``message`` % ``args`` unless a line of ``key`` passed less than
+        ``interval_seconds`` ago, ending it with the count of the lines held back.
+        """
+        held_back = self.allow(key)
+        if held_back is not None:
+            logger.log(level, message + "%s", *args, self.note(held_back))
 
     def note(self, held_back: int) -> str:
         """Return the suffix that reports ``held_back`` lines, or "" when there are none."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from aldero_fastapi.log_throttle import LogThrottle
 
 
@@ -26,7 +30,7 @@ def test_repeats_held_then_counted() -> None:
     throttle = LogThrottle(10.0, clock=clock)
 
     first = throttle.allow("outage")
-    held = [throttle.allow("outage") for _ in range(3)]
+    repeats = [throttle.allow("outage") for _ in range(3)]
     clock.now += 9.9
     still_held = throttle.allow("outage")
     clock.now += 0.1
@@ -34,7 +38,7 @@ def test_repeats_held_then_counted() -> None:
     right_after = throttle.allow("outage")
 
     assert first == 0
-    assert held == [None, None, None]
+    assert repeats == [None, None, None]
     assert still_held is None
     assert reported == 4
     assert right_after is None
@@ -65,3 +69,21 @@ def test_note_reports_held_lines() -> None:
 
     assert throttle.note(0) == ""
     assert throttle.note(3) == " (3 more like it in the last 10 s)"
+
+
+def test_log_appends_held_count(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    throttle = LogThrottle(10.0, clock=clock)
+    logger = logging.getLogger("tests.log_throttle")
+
+    with caplog.at_level(logging.WARNING, logger="tests.log_throttle"):
+        for _ in range(3):
+            throttle.log(logger, logging.WARNING, "outage", "Billing is down for user %s", "alice")
+        clock.now += 10
+        throttle.log(logger, logging.WARNING, "outage", "Billing is down for user %s", "bob")
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "Billing is down for user alice",
+        "Billing is down for user bob (2 more like it in the last 10 s)",
+    ]

@@ -246,19 +246,19 @@ class ApiTransport:
             return None
 
         delay = retry_after if retry_after is not None else policy.backoff_delay(attempt)
-        held_back = self._retry_log.allow((call.method, reason))
-        if held_back is not None:
-            logger.warning(
-                "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s)%s",
-                call.method,
-                call.path,
-                reason,
-                attempt + 1,
-                policy.max_attempts,
-                delay,
-                request_id,
-                self._retry_log.note(held_back),
-            )
+        self._retry_log.log(
+            logger,
+            logging.WARNING,
+            (call.method, reason),
+            "Retrying Aldero %s %s after %s: attempt %d/%d in %.3f s (request id %s)",
+            call.method,
+            call.path,
+            reason,
+            attempt + 1,
+            policy.max_attempts,
+            delay,
+            request_id,
+        )
         return delay
 
     async def _send_once(
