@@ -295,7 +295,7 @@ async def test_keyed_uncertain_first_attempt_refunded(
     aldero_emulator: EmulatorServer,
 ) -> None:
     app, aldero = build_app(emulator_settings(aldero_emulator, max_retries=2))
-    # The first attempt commits the deduction and every attempt answers 500.
+    # The first attempt commits the deduction, and every attempt gets a 500 response.
     await add_fault(
         aldero_emulator,
         method="POST",
@@ -365,8 +365,8 @@ class LedgerReadFailures(httpx.AsyncBaseTransport):
 
 
 async def test_own_replay_refunded_when_ledger_fails(aldero_emulator: EmulatorServer) -> None:
-    # The first ledger read is the look before the deduction; the three after it, one
-    # attempt and two retries, are the check of the replay the client's retry gets.
+    # The first ledger read comes before the deduction. The next three, one attempt and
+    # two retries, check the replay that the client's own retry receives.
     transport = LedgerReadFailures(first=2, last=4)
     app, aldero = build_app(
         emulator_settings(aldero_emulator, max_retries=2, retry_backoff_seconds=0.0),
